@@ -1,0 +1,275 @@
+"""OPEN as an optax transformation (Goldie et al. 2024, arXiv 2407.07082, §2).
+
+For every scalar parameter, with clipped gradient g:
+
+1. the six momenta are updated with g (no bias correction);
+2. 19 features are built (:mod:`lopt.optim.features`);
+3. the recurrent cell and MLP give (m, e, delta);
+4. ``u = 1e-3 * m * exp(1e-3 * e) + mask * 1e-3 * delta * N(0, 1)``, with the mask
+   1 on the actor's leaves only (learned exploration noise);
+5. the mean of ``u`` over every element of the whole tree is subtracted.
+
+The transformation returns ``-u`` (optax adds updates). Parameters are processed as
+one concatenated vector, so the network runs once per step on all of them, and the
+state stores momenta and recurrent carries flat, in the params' leaf order.
+
+Example::
+
+    tx = open_optimizer(meta_params)
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params, key=key, training_prop=tp,
+                               batch_prop=bp, dormancy=dormancy_tree(params, acts))
+    params = optax.apply_updates(params, updates)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lopt.optim import tree_paths
+from lopt.optim.features import (
+    MOMENTUM_DECAYS,
+    schedule_features,
+    tensor_features,
+    update_momentum,
+)
+from lopt.optim.network import (
+    MetaParams,
+    OPENConfig,
+    apply_network,
+    zeros_meta_params,
+)
+
+
+class OPENState(NamedTuple):
+    """State of :func:`open_optimizer`."""
+
+    momentum: jax.Array  # shape=(6, num_params): gradient EMAs at MOMENTUM_DECAYS
+    carry: jax.Array  # shape=(carry_size, num_params): recurrent state per parameter
+    count: jax.Array  # shape=(), int32: updates applied so far
+
+
+class OPENStep(NamedTuple):
+    """One step of OPEN, before the zero-mean shift, as flat vectors."""
+
+    deterministic: jax.Array  # shape=(num_params,): 1e-3 * m * exp(1e-3 * e)
+    noise: jax.Array  # shape=(num_params,): mask * 1e-3 * delta * N(0, 1)
+    state: OPENState  # the state after this step
+
+
+def check_meta_params(meta_params: MetaParams, config: OPENConfig) -> None:
+    """Raises ``ValueError`` if the tree does not have ``config``'s layout."""
+    expected = jax.tree.map(jnp.shape, zeros_meta_params(config))
+    found = jax.tree.map(jnp.shape, meta_params)
+    if jax.tree.structure(expected) != jax.tree.structure(found) or expected != found:
+        raise ValueError(
+            f"meta-parameters do not match {config}: expected leaves with shapes "
+            f"{expected}, got {found}"
+        )
+
+
+def _flatten(tree: Any) -> jax.Array:
+    """All elements of a tree (or list of arrays), concatenated in leaf order."""
+    return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+def _unflatten(flat: jax.Array, like: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(like)
+    out, start = [], 0
+    for leaf in leaves:
+        out.append(
+            flat[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+        )
+        start += leaf.size
+    return jax.tree.unflatten(treedef, out)
+
+
+def _masked_normal(key: jax.Array, noise_mask: Any, params: Any) -> jax.Array:
+    """N(0, 1) on the elements of masked leaves, 0 elsewhere: shape (num_params,).
+
+    Only the masked elements are drawn, since sampling costs as much as a good
+    part of the network on CPU.
+    """
+    param_leaves = jax.tree.leaves(params)
+    mask = [bool(m) for m in jax.tree.leaves(tree_paths.resolve(noise_mask, params))]
+    if len(mask) != len(param_leaves):
+        raise ValueError(
+            f"noise_mask has {len(mask)} leaves but params have {len(param_leaves)}"
+        )
+    num_noisy = sum(p.size for p, m in zip(param_leaves, mask, strict=True) if m)
+    normals = jax.random.normal(key, (num_noisy,))
+    pieces, start = [], 0
+    for p, m in zip(param_leaves, mask, strict=True):
+        if m:
+            pieces.append(normals[start : start + p.size])
+            start += p.size
+        else:
+            pieces.append(jnp.zeros((p.size,), jnp.float32))
+    return jnp.concatenate(pieces)
+
+
+def open_inputs(
+    momentum: jax.Array,
+    grads: Any,
+    params: Any,
+    *,
+    training_prop: jax.Array,
+    batch_prop: jax.Array,
+    dormancy: Any,
+    layer_props: Any = tree_paths.layer_props,
+) -> tuple[jax.Array, jax.Array]:
+    """Updates the momenta and builds the network's 19 input features.
+
+    Args:
+      momentum: shape ``(6, num_params)``: momenta before this step.
+      grads, params: trees of the same structure (``num_params`` elements).
+      training_prop, batch_prop: scalars.
+      dormancy: a tree shaped like ``params``; leaves broadcast to their parameter.
+      layer_props: a tree of floats shaped like ``params`` or a function of params.
+
+    Returns:
+      ``(inputs, momentum)``: shape ``(19, num_params)`` (rows in
+      :data:`~lopt.optim.features.FEATURE_NAMES` order, columns in leaf order,
+      row-major within a leaf) and the updated momenta.
+    """
+    grad_leaves = [g.astype(jnp.float32) for g in jax.tree.leaves(grads)]
+    param_leaves = [p.astype(jnp.float32) for p in jax.tree.leaves(params)]
+    dormancy_leaves = jax.tree.leaves(dormancy)
+    if not len(grad_leaves) == len(param_leaves) == len(dormancy_leaves):
+        raise ValueError(
+            "grads, params and dormancy must have the same tree structure; got "
+            f"{len(grad_leaves)}, {len(param_leaves)} and {len(dormancy_leaves)} leaves"
+        )
+
+    # MOMENTUM, updated before the features so it includes this gradient
+    momentum = update_momentum(momentum, _flatten(grad_leaves))
+
+    # FEATURES: 15 normalised per tensor, then the 4 unnormalised ones
+    normalised, start = [], 0
+    for p, g in zip(param_leaves, grad_leaves, strict=True):
+        normalised.append(tensor_features(p, g, momentum[:, start : start + p.size]))
+        start += p.size
+    dormancy_flat = _flatten(
+        [
+            jnp.broadcast_to(jnp.asarray(d, jnp.float32), p.shape)
+            for p, d in zip(param_leaves, dormancy_leaves, strict=True)
+        ]
+    )
+    layer_prop = tree_paths.per_element(tree_paths.resolve(layer_props, params), params)
+    schedule = schedule_features(
+        start, training_prop, layer_prop, batch_prop, dormancy_flat
+    )
+    inputs = jnp.concatenate([jnp.concatenate(normalised, axis=1), schedule], axis=0)
+    return inputs, momentum
+
+
+def open_step(
+    meta_params: MetaParams,
+    config: OPENConfig,
+    state: OPENState,
+    grads: Any,
+    params: Any,
+    *,
+    key: jax.Array,
+    training_prop: jax.Array,
+    batch_prop: jax.Array,
+    dormancy: Any,
+    noise_mask: Any = tree_paths.actor_mask,
+    layer_props: Any = tree_paths.layer_props,
+) -> OPENStep:
+    """The deterministic and stochastic parts of one OPEN step (no mean shift).
+
+    Args: as :func:`open_optimizer` and its ``update``.
+    """
+    inputs, momentum = open_inputs(
+        state.momentum,
+        grads,
+        params,
+        training_prop=training_prop,
+        batch_prop=batch_prop,
+        dormancy=dormancy,
+        layer_props=layer_props,
+    )
+    carry, (m, e, delta) = apply_network(meta_params, state.carry, inputs)
+    deterministic = config.step_mult * m * jnp.exp(config.exp_mult * e)
+    noise = config.step_mult * delta * _masked_normal(key, noise_mask, params)
+    new_state = OPENState(momentum=momentum, carry=carry, count=state.count + 1)
+    return OPENStep(deterministic=deterministic, noise=noise, state=new_state)
+
+
+def open_optimizer(
+    meta_params: MetaParams,
+    config: OPENConfig = OPENConfig(),
+    *,
+    noise_mask: Any = tree_paths.actor_mask,
+    layer_props: Any = tree_paths.layer_props,
+) -> optax.GradientTransformationExtraArgs:
+    """OPEN, the learned optimizer for RL, as an optax transformation.
+
+    Args:
+      meta_params: the optimizer's meta-parameters (a tree with ``config``'s
+        layout; see :mod:`lopt.optim.network`). May be a tracer, so the
+        transformation can be built inside ``jax.vmap`` over a population.
+      config: the architecture.
+      noise_mask: a tree of bools shaped like the params, or a function of the
+        params returning one: where the learned noise is added. Default: every
+        leaf under the top-level key ``"actor"``.
+      layer_props: a tree of floats shaped like the params, or a function of the
+        params: the ``layer_prop`` feature. Default: from tree paths
+        (:func:`lopt.optim.tree_paths.layer_props`).
+
+    Returns:
+      A transformation whose ``update(grads, state, params, *, key,
+      training_prop, batch_prop, dormancy)`` needs every keyword: ``key`` for the
+      noise, ``training_prop`` and ``batch_prop`` scalars in [0, 1], and
+      ``dormancy`` a tree shaped like params whose leaves broadcast to their
+      parameter (:func:`lopt.optim.dormancy.dormancy_tree`).
+    """
+    check_meta_params(meta_params, config)
+
+    def init_fn(params: Any) -> OPENState:
+        num_params = sum(jnp.size(p) for p in jax.tree.leaves(params))
+        return OPENState(
+            momentum=jnp.zeros((len(MOMENTUM_DECAYS), num_params), jnp.float32),
+            carry=jnp.zeros((config.carry_size, num_params), jnp.float32),
+            count=jnp.zeros((), jnp.int32),
+        )
+
+    def update_fn(
+        updates: Any,
+        state: OPENState,
+        params: Any = None,
+        *,
+        key: jax.Array,
+        training_prop: jax.Array,
+        batch_prop: jax.Array,
+        dormancy: Any,
+        **extra_args: Any,
+    ) -> tuple[Any, OPENState]:
+        del extra_args
+        if params is None:
+            raise ValueError(
+                "open_optimizer needs the current params: call "
+                "update(grads, state, params, key=..., ...)"
+            )
+        step = open_step(
+            meta_params,
+            config,
+            state,
+            updates,
+            params,
+            key=key,
+            training_prop=training_prop,
+            batch_prop=batch_prop,
+            dormancy=dormancy,
+            noise_mask=noise_mask,
+            layer_props=layer_props,
+        )
+        u = step.deterministic + step.noise
+        return _unflatten(-(u - jnp.mean(u)), params), step.state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

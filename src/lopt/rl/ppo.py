@@ -1,0 +1,333 @@
+"""PPO with separate actor and critic, for any optimizer (OPEN §3).
+
+``make_train(config, optimizer)`` returns ``train(key, optimizer_params)``: one pure
+function for a whole run, to be jitted, and vmappable over ``key`` (seeds) and over
+``optimizer_params`` (a population of meta-parameters, or learning rates)::
+
+    train = jax.jit(jax.vmap(make_train(config, adam()), in_axes=(0, None)))
+    final_state, metrics = train(jax.random.split(key, 4), adam().params)
+
+Per minibatch the gradients of the total loss are clipped to global norm
+``max_grad_norm`` separately for the actor and the critic, then passed to the
+optimizer with OPEN's extra arguments: a fresh ``key``, ``training_prop``,
+``batch_prop`` and the ``dormancy`` of the neurons on this minibatch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lopt.envs.registry import make_env
+from lopt.optim.dormancy import dormancy_tree, dormant_fraction
+from lopt.optim.family import Optimizer
+from lopt.rl import networks, progress
+from lopt.rl.distributions import categorical_entropy, categorical_log_prob
+from lopt.rl.gae import compute_gae
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """PPO settings; names follow PureJaxRL/OPEN, frames = environment steps."""
+
+    env: str = "cartpole"
+    """environment name or alias (see ``lopt.envs.registry``)"""
+    total_timesteps: int = 100_000
+    """environment steps summed over the parallel environments"""
+    num_envs: int = 4
+    num_steps: int = 128
+    """rollout length per environment and update"""
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    """global-norm clip, applied to actor and critic gradients separately"""
+    hidden_size: int = 64
+    activation: str = "relu"
+
+    def __post_init__(self):
+        if self.num_updates < 1:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is less than one rollout "
+                f"(num_envs * num_steps = {self.num_envs * self.num_steps})"
+            )
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"the batch of {self.batch_size} samples does not split into "
+                f"{self.num_minibatches} minibatches"
+            )
+        if self.activation not in networks.ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {self.activation!r}; choose from "
+                f"{sorted(networks.ACTIVATIONS)}"
+            )
+
+    @property
+    def num_updates(self) -> int:
+        """Rollouts (PPO updates) in the run."""
+        return self.total_timesteps // self.num_steps // self.num_envs
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def steps_per_update(self) -> int:
+        """Optimizer steps per rollout."""
+        return self.update_epochs * self.num_minibatches
+
+    @property
+    def num_optimizer_steps(self) -> int:
+        return self.num_updates * self.steps_per_update
+
+    @property
+    def frames_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+
+class RunnerState(NamedTuple):
+    params: Any  # {"actor": flax variables, "critic": flax variables}
+    opt_state: Any
+    env_state: Any  # leaves with leading axis num_envs
+    obs: jax.Array  # shape=(num_envs, obs_dim)
+    iteration: jax.Array  # shape=(), int32: optimizer steps done
+    key: jax.Array
+
+
+class Transition(NamedTuple):
+    obs: jax.Array  # shape=(T, num_envs, obs_dim)
+    action: jax.Array  # shape=(T, num_envs)
+    reward: jax.Array  # shape=(T, num_envs)
+    done: jax.Array  # shape=(T, num_envs): terminated or truncated
+    log_prob: jax.Array  # shape=(T, num_envs)
+    value: jax.Array  # shape=(T, num_envs)
+    returned_episode_return: jax.Array  # shape=(T, num_envs)
+
+
+class Minibatch(NamedTuple):
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array
+
+
+class PPO(NamedTuple):
+    """The pieces of a run; ``train`` is ``init`` followed by ``run`` to the end."""
+
+    init: Any  # (key, opt_params) -> RunnerState
+    run: Any  # (state, opt_params, first_update, num_updates) -> (state, metrics)
+    train: Any  # (key, opt_params) -> (RunnerState, metrics)
+    config: PPOConfig
+
+
+def clip_per_network(grads: dict, max_norm: float) -> dict:
+    """Clips each top-level subtree (actor, critic) to global norm ``max_norm``."""
+    clip = optax.clip_by_global_norm(max_norm)
+    return {name: clip.update(g, optax.EmptyState())[0] for name, g in grads.items()}
+
+
+def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
+    """Builds PPO for ``config`` with ``optimizer``; see the module docstring."""
+    env, env_params = make_env(config.env)
+    obs_shape = env.observation_shape(env_params)
+    actor = networks.discrete_actor(
+        env.num_actions(env_params), config.hidden_size, config.activation
+    )
+    critic = networks.critic(config.hidden_size, config.activation)
+    vmap_reset = jax.vmap(env.reset, in_axes=(0, None))
+    vmap_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def policy_value(params, obs):
+        logits, actor_acts = actor.apply(params["actor"], obs)
+        value, critic_acts = critic.apply(params["critic"], obs)
+        return logits, value[..., 0], {"actor": actor_acts, "critic": critic_acts}
+
+    # INIT --------------------------------------------------------------------
+    def init(key: jax.Array, opt_params: Any) -> RunnerState:
+        key, key_actor, key_critic, key_env = jax.random.split(key, 4)
+        dummy = jnp.zeros((1, *obs_shape))
+        params = {
+            "actor": actor.init(key_actor, dummy),
+            "critic": critic.init(key_critic, dummy),
+        }
+        tx = optimizer.build(opt_params, config.num_optimizer_steps)
+        obs, env_state = vmap_reset(
+            jax.random.split(key_env, config.num_envs), env_params
+        )
+        return RunnerState(
+            params, tx.init(params), env_state, obs, jnp.zeros((), jnp.int32), key
+        )
+
+    # COLLECT TRAJECTORIES ----------------------------------------------------
+    def env_step(carry, _):
+        params, env_state, obs, key = carry
+        key, key_action, key_env = jax.random.split(key, 3)
+        logits, value, _ = policy_value(params, obs)
+        action = jax.random.categorical(key_action, logits)
+        next_obs, env_state, reward, terminated, truncated, info = vmap_step(
+            jax.random.split(key_env, config.num_envs), env_state, action, env_params
+        )
+        transition = Transition(
+            obs=obs,
+            action=action,
+            reward=reward.astype(jnp.float32),
+            done=jnp.logical_or(terminated, truncated),
+            log_prob=categorical_log_prob(logits, action),
+            value=value,
+            returned_episode_return=info["returned_episode_return"],
+        )
+        return (params, env_state, next_obs, key), transition
+
+    # LOSS --------------------------------------------------------------------
+    def loss_fn(params, batch: Minibatch):
+        logits, value, activations = policy_value(params, batch.obs)
+        value_clipped = batch.value + jnp.clip(
+            value - batch.value, -config.clip_eps, config.clip_eps
+        )
+        value_loss = 0.5 * jnp.mean(
+            jnp.maximum(
+                jnp.square(value - batch.target),
+                jnp.square(value_clipped - batch.target),
+            )
+        )
+        ratio = jnp.exp(categorical_log_prob(logits, batch.action) - batch.log_prob)
+        adv = (batch.advantage - batch.advantage.mean()) / (
+            batch.advantage.std() + 1e-8
+        )
+        actor_loss = -jnp.mean(
+            jnp.minimum(
+                ratio * adv,
+                jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps) * adv,
+            )
+        )
+        entropy = jnp.mean(categorical_entropy(logits))
+        total = actor_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+        losses = {
+            "actor_loss": actor_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+        }
+        return total, (losses, activations)
+
+    # UPDATE NETWORKS ---------------------------------------------------------
+    def minibatch_step(tx, carry, batch: Minibatch):
+        params, opt_state, iteration, key = carry
+        key, key_opt = jax.random.split(key)
+        grads, (losses, activations) = jax.grad(loss_fn, has_aux=True)(params, batch)
+        grads = clip_per_network(grads, config.max_grad_norm)
+        updates, opt_state = tx.update(
+            grads,
+            opt_state,
+            params,
+            key=key_opt,
+            training_prop=progress.training_prop(
+                iteration,
+                config.num_minibatches,
+                config.update_epochs,
+                config.num_updates,
+            ),
+            batch_prop=progress.batch_prop(
+                iteration, config.num_minibatches, config.update_epochs
+            ),
+            dormancy=dormancy_tree(params, activations),
+        )
+        params = optax.apply_updates(params, updates)
+        flat_updates = jnp.concatenate([jnp.ravel(u) for u in jax.tree.leaves(updates)])
+        metrics = {
+            **losses,
+            "dormant_fraction": dormant_fraction(activations),
+            "update_magnitude": jnp.mean(jnp.abs(flat_updates)),
+        }
+        return (params, opt_state, iteration + 1, key), metrics
+
+    def epoch_step(tx, carry, samples: Minibatch):
+        params, opt_state, iteration, key = carry
+        key, key_perm = jax.random.split(key)
+        perm = jax.random.permutation(key_perm, config.batch_size)
+        minibatches = jax.tree.map(
+            lambda x: x[perm].reshape(config.num_minibatches, -1, *x.shape[1:]), samples
+        )
+        carry, metrics = jax.lax.scan(
+            lambda c, b: minibatch_step(tx, c, b),
+            (params, opt_state, iteration, key),
+            minibatches,
+        )
+        return carry, metrics
+
+    def update_step(state: RunnerState, opt_params: Any):
+        tx = optimizer.build(opt_params, config.num_optimizer_steps)
+        (params, env_state, obs, key), traj = jax.lax.scan(
+            env_step,
+            (state.params, state.env_state, state.obs, state.key),
+            None,
+            config.num_steps,
+        )
+        # CALCULATE ADVANTAGE
+        _, last_value, _ = policy_value(params, obs)
+        advantages, targets = compute_gae(
+            traj.reward,
+            traj.value,
+            traj.done,
+            last_value,
+            config.gamma,
+            config.gae_lambda,
+        )
+        samples = jax.tree.map(
+            lambda x: x.reshape(config.batch_size, *x.shape[2:]),
+            Minibatch(
+                traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets
+            ),
+        )
+        key, key_epochs = jax.random.split(key)
+        (params, opt_state, iteration, _), step_metrics = jax.lax.scan(
+            lambda c, _: epoch_step(tx, c, samples),
+            (params, state.opt_state, state.iteration, key_epochs),
+            None,
+            config.update_epochs,
+        )
+        metrics = {k: jnp.mean(v) for k, v in step_metrics.items()}
+        metrics["return"] = jnp.mean(traj.returned_episode_return[-1])
+        new_state = RunnerState(params, opt_state, env_state, obs, iteration, key)
+        return new_state, metrics
+
+    def run(state: RunnerState, opt_params: Any, num_updates: int):
+        """``num_updates`` PPO updates from ``state``; metrics stacked per update."""
+        return jax.lax.scan(
+            lambda s, _: update_step(s, opt_params), state, None, num_updates
+        )
+
+    def train(key: jax.Array, opt_params: Any):
+        """A whole run. Vmappable over ``key`` and ``opt_params``.
+
+        Returns:
+          ``(final_state, metrics)``; each metric has shape ``(num_updates,)``:
+          ``return`` (mean over environments of the last completed episode's
+          return at the end of each rollout, OPEN's fitness at the final update),
+          ``dormant_fraction``, ``update_magnitude`` (mean |update| per element),
+          ``actor_loss``, ``value_loss``, ``entropy``.
+        """
+        return run(init(key, opt_params), opt_params, config.num_updates)
+
+    return PPO(init=init, run=run, train=train, config=config)
+
+
+def make_train(config: PPOConfig, optimizer: Optimizer):
+    """``train(key, optimizer_params) -> (final_state, metrics)``.
+
+    See :func:`make_ppo`; this is its ``train``.
+    """
+    return make_ppo(config, optimizer).train
