@@ -73,9 +73,7 @@ def test_zero_gradient_features_use_the_log_epsilon():
     x = np.asarray(features.tensor_features(p, g, jnp.zeros((6, 2))))
     log_eps = math.log(1e-13)
     # log(0 + 1e-13) in every element: normalised by its own RMS gives ~1.
-    np.testing.assert_allclose(
-        x[14], log_eps / math.sqrt(1e-5 + log_eps**2), rtol=1e-6
-    )
+    np.testing.assert_allclose(x[14], log_eps / math.sqrt(1e-5 + log_eps**2), rtol=1e-6)
     np.testing.assert_allclose(x[13], 0.0)  # sign(0) = 0 stays 0
 
 

@@ -84,7 +84,10 @@ def test_meta_parameter_counts_and_layout():
         "gru_params/params/hn/kernel",
         "gru_params/params/hr/kernel",
     ]
-    assert paths[-2:] == ["params/params/layers_6/bias", "params/params/layers_6/kernel"]
+    assert paths[-2:] == [
+        "params/params/layers_6/bias",
+        "params/params/layers_6/kernel",
+    ]
     assert len(paths) == 20
 
 
@@ -96,9 +99,13 @@ def test_network_matches_numpy_reference_from_flat_vector(config):
     carry = 0.5 * jax.random.normal(jax.random.key(2), (config.cell_features, n))
     x = jax.random.normal(jax.random.key(3), (19, n))
     new_carry, out = apply_network(meta, carry, x)
-    w = reference.unpack(np.asarray(flat, np.float64), config.cell_features, config.hidden_size)
+    w = reference.unpack(
+        np.asarray(flat, np.float64), config.cell_features, config.hidden_size
+    )
     for i in range(n):
-        c_ref, o_ref = reference.network(w, np.asarray(carry[:, i]), np.asarray(x[:, i]))
+        c_ref, o_ref = reference.network(
+            w, np.asarray(carry[:, i]), np.asarray(x[:, i])
+        )
         np.testing.assert_allclose(new_carry[:, i], c_ref, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(out[:, i], o_ref, rtol=1e-4, atol=1e-5)
 
@@ -144,7 +151,9 @@ def test_network_matches_flax_modules(cell):
 def test_flat_vector_round_trip():
     config = OPENConfig.small()
     flat = random_vector(config, jax.random.key(0))
-    np.testing.assert_array_equal(ravel_meta_params(unravel_meta_params(flat, config)), flat)
+    np.testing.assert_array_equal(
+        ravel_meta_params(unravel_meta_params(flat, config)), flat
+    )
     with pytest.raises(ValueError, match="1211"):
         unravel_meta_params(flat[:-1], config)
 
@@ -155,7 +164,9 @@ def _reference_inputs(params, grads, acts, key):
     props = tree_paths.layer_props(params)
     mask = tree_paths.actor_mask(params)
     leaves = jax.tree.leaves(params)
-    actor_size = sum(p.size for p, m in zip(leaves, jax.tree.leaves(mask), strict=True) if m)
+    actor_size = sum(
+        p.size for p, m in zip(leaves, jax.tree.leaves(mask), strict=True) if m
+    )
     normals = np.asarray(jax.random.normal(key, (actor_size,)))
     tensors, start = [], 0
     for p, g, d, lp, m in zip(
@@ -171,8 +182,14 @@ def _reference_inputs(params, grads, acts, key):
             eps = normals[start : start + p.size].reshape(p.shape)
             start += p.size
         tensors.append(
-            {"p": np.asarray(p), "g": np.asarray(g), "d": np.asarray(d), "lp": lp,
-             "actor": m, "eps": eps}
+            {
+                "p": np.asarray(p),
+                "g": np.asarray(g),
+                "d": np.asarray(d),
+                "lp": lp,
+                "actor": m,
+                "eps": eps,
+            }
         )
     return tensors, dorm
 
@@ -195,7 +212,9 @@ def test_two_steps_match_numpy_reference(source):
     momenta = [np.zeros((n, 6)) for n in sizes]
     for step, (tp, bp) in enumerate([(0.0, 0.0), (0.5, 1 / 3)]):
         grads = jax.tree.map(
-            lambda p, s=step: 0.1 * jax.random.normal(jax.random.key(100 + s), p.shape) * p,
+            lambda p, s=step: (
+                0.1 * jax.random.normal(jax.random.key(100 + s), p.shape) * p
+            ),
             params,
         )
         acts = tiny_activations(jax.random.key(200 + step))
@@ -205,7 +224,13 @@ def test_two_steps_match_numpy_reference(source):
             flat, 8, 16, tensors, carries, momenta, tp, bp
         )
         updates, state = tx.update(
-            grads, state, params, key=key, training_prop=tp, batch_prop=bp, dormancy=dorm
+            grads,
+            state,
+            params,
+            key=key,
+            training_prop=tp,
+            batch_prop=bp,
+            dormancy=dorm,
         )
         for ours, ref in zip(jax.tree.leaves(updates), ref_updates, strict=True):
             np.testing.assert_allclose(ours, ref, rtol=2e-3, atol=1e-7)
@@ -221,7 +246,12 @@ def _update(meta, params, key=jax.random.key(0), **kwargs):
     grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
     dorm = dormancy_tree(params, tiny_activations(jax.random.key(1)))
     return tx.update(
-        grads, tx.init(params), params, key=key, training_prop=0.3, batch_prop=0.0,
+        grads,
+        tx.init(params),
+        params,
+        key=key,
+        training_prop=0.3,
+        batch_prop=0.0,
         dormancy=dorm,
     )[0]
 
@@ -234,7 +264,9 @@ def test_zero_meta_parameters_give_zero_update():
 
 def test_update_has_zero_global_mean_and_params_structure():
     params = tiny_agent(jax.random.key(0))
-    meta = unravel_meta_params(random_vector(OPENConfig(), jax.random.key(3)), OPENConfig())
+    meta = unravel_meta_params(
+        random_vector(OPENConfig(), jax.random.key(3)), OPENConfig()
+    )
     updates = _update(meta, params)
     assert jax.tree.structure(updates) == jax.tree.structure(params)
     assert jax.tree.map(jnp.shape, updates) == jax.tree.map(jnp.shape, params)
@@ -245,13 +277,24 @@ def test_update_has_zero_global_mean_and_params_structure():
 
 def test_noise_reaches_actor_leaves_only():
     params = tiny_agent(jax.random.key(0))
-    meta = unravel_meta_params(random_vector(OPENConfig(), jax.random.key(3)), OPENConfig())
+    meta = unravel_meta_params(
+        random_vector(OPENConfig(), jax.random.key(3)), OPENConfig()
+    )
     tx = open_optimizer(meta)
     grads = jax.tree.map(lambda p: 0.1 * p, params)
     dorm = dormancy_tree(params, tiny_activations(jax.random.key(1)))
     steps = [
-        open_step(meta, OPENConfig(), tx.init(params), grads, params, key=jax.random.key(k),
-                  training_prop=0.1, batch_prop=0.0, dormancy=dorm)
+        open_step(
+            meta,
+            OPENConfig(),
+            tx.init(params),
+            grads,
+            params,
+            key=jax.random.key(k),
+            training_prop=0.1,
+            batch_prop=0.0,
+            dormancy=dorm,
+        )
         for k in (1, 2)
     ]
     sizes = [p.size for p in jax.tree.leaves(params["actor"])]
@@ -263,26 +306,42 @@ def test_noise_reaches_actor_leaves_only():
     # In the full update the critic moves only by the shared mean shift.
     u1, u2 = (_update(meta, params, key=jax.random.key(k)) for k in (1, 2))
     critic_diff = np.concatenate(
-        [np.ravel(a - b) for a, b in zip(jax.tree.leaves(u1["critic"]),
-                                         jax.tree.leaves(u2["critic"]), strict=True)]
+        [
+            np.ravel(a - b)
+            for a, b in zip(
+                jax.tree.leaves(u1["critic"]),
+                jax.tree.leaves(u2["critic"]),
+                strict=True,
+            )
+        ]
     )
     np.testing.assert_allclose(critic_diff, critic_diff[0], atol=1e-9)
     actor_diff = np.concatenate(
-        [np.ravel(a - b) for a, b in zip(jax.tree.leaves(u1["actor"]),
-                                         jax.tree.leaves(u2["actor"]), strict=True)]
+        [
+            np.ravel(a - b)
+            for a, b in zip(
+                jax.tree.leaves(u1["actor"]), jax.tree.leaves(u2["actor"]), strict=True
+            )
+        ]
     )
     assert np.std(actor_diff) > 1e-6
 
 
 def test_noise_mask_can_be_overridden_by_path():
     params = tiny_agent(jax.random.key(0))
-    meta = unravel_meta_params(random_vector(OPENConfig(), jax.random.key(3)), OPENConfig())
+    meta = unravel_meta_params(
+        random_vector(OPENConfig(), jax.random.key(3)), OPENConfig()
+    )
     mask = tree_paths.prefix_mask(["critic"])
     u1 = _update(meta, params, key=jax.random.key(1), noise_mask=mask)
     u2 = _update(meta, params, key=jax.random.key(2), noise_mask=mask)
     diff = np.concatenate(
-        [np.ravel(a - b) for a, b in zip(jax.tree.leaves(u1["actor"]),
-                                         jax.tree.leaves(u2["actor"]), strict=True)]
+        [
+            np.ravel(a - b)
+            for a, b in zip(
+                jax.tree.leaves(u1["actor"]), jax.tree.leaves(u2["actor"]), strict=True
+            )
+        ]
     )
     np.testing.assert_allclose(diff, diff[0], atol=1e-9)
 
@@ -292,14 +351,27 @@ def test_missing_extra_argument_raises():
     tx = open_optimizer(zeros_meta_params())
     state = tx.init(params)
     with pytest.raises(TypeError, match="dormancy"):
-        tx.update(params, state, params, key=jax.random.key(0), training_prop=0.0,
-                  batch_prop=0.0)
+        tx.update(
+            params,
+            state,
+            params,
+            key=jax.random.key(0),
+            training_prop=0.0,
+            batch_prop=0.0,
+        )
     with pytest.raises(TypeError, match="key"):
-        tx.update(params, state, params, training_prop=0.0, batch_prop=0.0,
-                  dormancy=params)
+        tx.update(
+            params, state, params, training_prop=0.0, batch_prop=0.0, dormancy=params
+        )
     with pytest.raises(ValueError, match="params"):
-        tx.update(params, state, key=jax.random.key(0), training_prop=0.0,
-                  batch_prop=0.0, dormancy=params)
+        tx.update(
+            params,
+            state,
+            key=jax.random.key(0),
+            training_prop=0.0,
+            batch_prop=0.0,
+            dormancy=params,
+        )
 
 
 def test_wrong_meta_parameters_are_refused():
@@ -310,9 +382,9 @@ def test_wrong_meta_parameters_are_refused():
 def test_vmap_over_population_equals_loop():
     params = tiny_agent(jax.random.key(0))
     config = OPENConfig()
-    population = jax.vmap(lambda k: unravel_meta_params(random_vector(config, k), config))(
-        jax.random.split(jax.random.key(5), 3)
-    )
+    population = jax.vmap(
+        lambda k: unravel_meta_params(random_vector(config, k), config)
+    )(jax.random.split(jax.random.key(5), 3))
     batched = jax.jit(jax.vmap(lambda m: _update(m, params)))(population)
     for i in range(3):
         member = jax.tree.map(lambda x, i=i: x[i], population)
@@ -323,7 +395,9 @@ def test_vmap_over_population_equals_loop():
 
 def test_jit_and_chain_with_clipping():
     params = tiny_agent(jax.random.key(0))
-    meta = unravel_meta_params(random_vector(OPENConfig(), jax.random.key(3)), OPENConfig())
+    meta = unravel_meta_params(
+        random_vector(OPENConfig(), jax.random.key(3)), OPENConfig()
+    )
     tx = optax.chain(optax.clip_by_global_norm(0.5), open_optimizer(meta))
     state = tx.init(params)
     dorm = dormancy_tree(params, tiny_activations(jax.random.key(1)))
@@ -331,8 +405,15 @@ def test_jit_and_chain_with_clipping():
     @jax.jit
     def step(params, state, key):
         grads = jax.tree.map(lambda p: p, params)
-        updates, state = tx.update(grads, state, params, key=key, training_prop=0.0,
-                                   batch_prop=0.0, dormancy=dorm)
+        updates, state = tx.update(
+            grads,
+            state,
+            params,
+            key=key,
+            training_prop=0.0,
+            batch_prop=0.0,
+            dormancy=dorm,
+        )
         return optax.apply_updates(params, updates), state
 
     for k in range(3):

@@ -21,6 +21,7 @@ from lopt.atomic import atomic_write
 from lopt.optim.network import (
     MetaParams,
     OPENConfig,
+    check_meta_params,
     ravel_meta_params,
     unravel_meta_params,
 )
@@ -37,40 +38,57 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _read_vector(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise OptimizerFileError(f"{path}: no such file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err).lower():
+def _expected() -> str:
+    return "expected a .npy file holding a flat float32 vector"
+
+
+def _read_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of a .npy file, or a clear error."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        if magic != b"\x93NUMPY":
             raise OptimizerFileError(
-                f"{path}: holds an object array or is not a .npy file (NumPy said: "
-                f"{err}); expected a .npy file with a flat float32 vector"
+                f"{path}: not a .npy file (it does not start with NumPy's magic "
+                f"bytes); {_expected()}"
+            )
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(f)
+        except ValueError as err:
+            raise OptimizerFileError(
+                f"{path}: unreadable .npy header ({err}); {_expected()}"
             ) from err
+        return shape, dtype, f.tell()
+
+
+def _read_vector(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise OptimizerFileError(f"{path}: no such file; {_expected()}")
+    shape, dtype, offset = _read_header(path)
+    if dtype.hasobject:
         raise OptimizerFileError(
-            f"{path}: not a readable .npy file, perhaps truncated (NumPy said: {err}); "
-            "expected a .npy file with a flat float32 vector"
-        ) from err
-    except (OSError, EOFError) as err:
-        raise OptimizerFileError(
-            f"{path}: not a readable .npy file (NumPy said: {err}); expected a .npy "
-            "file with a flat float32 vector"
-        ) from err
-    if not isinstance(array, np.ndarray):
-        raise OptimizerFileError(
-            f"{path}: holds a {type(array).__name__} archive; expected a .npy file "
-            "with a flat float32 vector"
+            f"{path}: holds an object array, which lopt never unpickles; {_expected()}"
         )
-    if not np.issubdtype(array.dtype, np.floating):
+    if not np.issubdtype(dtype, np.floating):
+        raise OptimizerFileError(f"{path}: holds {dtype} values; {_expected()}")
+    if len(shape) != 1:
         raise OptimizerFileError(
-            f"{path}: holds a {array.dtype} array; expected floating-point values "
-            "(float32)"
+            f"{path}: holds an array of shape {shape}; {_expected()}"
         )
-    if array.ndim != 1:
+    expected_bytes = offset + int(np.prod(shape)) * dtype.itemsize
+    actual_bytes = path.stat().st_size
+    if actual_bytes < expected_bytes:
         raise OptimizerFileError(
-            f"{path}: holds an array of shape {array.shape}; expected a flat 1-D vector"
+            f"{path}: truncated: its header announces {shape[0]} values "
+            f"({expected_bytes} bytes) but the file has {actual_bytes} bytes"
         )
+    array = np.load(path, allow_pickle=False)
     bad = ~np.isfinite(array)
     if bad.any():
         raise OptimizerFileError(
@@ -124,6 +142,7 @@ def save_open(
 ) -> Path:
     """Writes ``meta_params`` as a flat float32 ``.npy`` (released layout) and its
     architecture as ``<name>.json``, each atomically (temporary file, then rename)."""
+    check_meta_params(meta_params, config)
     path = Path(path)
     vector = np.asarray(ravel_meta_params(meta_params), np.float32)
     atomic_write(path, lambda f: np.save(f, vector))

@@ -111,12 +111,27 @@ def init_meta_params(key: jax.Array, config: OPENConfig = OPENConfig()) -> MetaP
     }
 
 
-def zeros_meta_params(config: OPENConfig = OPENConfig()) -> MetaParams:
-    """All-zero meta-parameters: ES's starting point; they give a zero update."""
-    shapes = jax.eval_shape(
+@functools.cache
+def _meta_shapes(config: OPENConfig) -> MetaParams:
+    return jax.eval_shape(
         functools.partial(init_meta_params, config=config), jax.random.key(0)
     )
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def zeros_meta_params(config: OPENConfig = OPENConfig()) -> MetaParams:
+    """All-zero meta-parameters: ES's starting point; they give a zero update."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), _meta_shapes(config))
+
+
+def check_meta_params(meta_params: MetaParams, config: OPENConfig) -> None:
+    """Raises ``ValueError`` if the tree does not have ``config``'s layout."""
+    expected = jax.tree.map(lambda s: s.shape, _meta_shapes(config))
+    found = jax.tree.map(jnp.shape, meta_params)
+    if expected != found:
+        raise ValueError(
+            f"meta-parameters do not match {config}: expected leaves with shapes "
+            f"{expected}, got {found}"
+        )
 
 
 def unravel_meta_params(flat: np.ndarray | jax.Array, config: OPENConfig) -> MetaParams:
@@ -136,9 +151,8 @@ def ravel_meta_params(meta_params: MetaParams) -> jax.Array:
     return ravel_pytree(meta_params)[0].astype(jnp.float32)
 
 
-@functools.cache
 def _num_meta_params(config: OPENConfig) -> int:
-    return sum(x.size for x in jax.tree.leaves(zeros_meta_params(config)))
+    return sum(x.size for x in jax.tree.leaves(_meta_shapes(config)))
 
 
 # FORWARD PASS ---------------------------------------------------------------

@@ -41,7 +41,7 @@ from lopt.optim.network import (
     MetaParams,
     OPENConfig,
     apply_network,
-    zeros_meta_params,
+    check_meta_params,
 )
 
 
@@ -59,17 +59,6 @@ class OPENStep(NamedTuple):
     deterministic: jax.Array  # shape=(num_params,): 1e-3 * m * exp(1e-3 * e)
     noise: jax.Array  # shape=(num_params,): mask * 1e-3 * delta * N(0, 1)
     state: OPENState  # the state after this step
-
-
-def check_meta_params(meta_params: MetaParams, config: OPENConfig) -> None:
-    """Raises ``ValueError`` if the tree does not have ``config``'s layout."""
-    expected = jax.tree.map(jnp.shape, zeros_meta_params(config))
-    found = jax.tree.map(jnp.shape, meta_params)
-    if jax.tree.structure(expected) != jax.tree.structure(found) or expected != found:
-        raise ValueError(
-            f"meta-parameters do not match {config}: expected leaves with shapes "
-            f"{expected}, got {found}"
-        )
 
 
 def _flatten(tree: Any) -> jax.Array:

@@ -1,0 +1,52 @@
+"""The environment registry and wrappers."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from lopt.envs.registry import (
+    REGISTRY,
+    UnknownEnvironmentError,
+    canonical_name,
+    make_env,
+)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_environment_builds_and_steps(name):
+    env, params = make_env(name)
+    obs, state = env.reset(jax.random.key(0), params)
+    assert obs.ndim == 1 and obs.shape == env.observation_shape(params)
+    out = env.step(jax.random.key(1), state, jnp.int32(0), params)
+    assert len(out) == 6
+    assert "returned_episode_return" in out[-1]
+
+
+def test_aliases_and_unknown_names():
+    assert canonical_name("breakout") == "minatar/breakout"
+    assert canonical_name("MinAtar/Breakout") == "minatar/breakout"
+    with pytest.raises(UnknownEnvironmentError, match="Did you mean breakout"):
+        canonical_name("breakuot")
+
+
+def test_episode_log_keeps_the_last_completed_return():
+    env, params = make_env("cartpole")
+    obs, state = env.reset(jax.random.key(0), params)
+    step = jax.jit(env.step)
+    returns, done_seen, t = [], False, 0
+    while not done_seen:
+        obs, state, reward, terminated, truncated, info = step(
+            jax.random.key(t), state, jnp.int32(t % 2), params
+        )
+        returns.append(float(reward))
+        done_seen = bool(terminated | truncated)
+        if not done_seen:
+            assert float(info["returned_episode_return"]) == 0.0
+            assert not bool(info["returned_episode_valid"])
+        t += 1
+    assert float(info["returned_episode_return"]) == pytest.approx(sum(returns))
+    assert bool(info["returned_episode_valid"])
+    first = float(info["returned_episode_return"])
+    obs, state, *_, info = step(jax.random.key(999), state, jnp.int32(0), params)
+    assert float(info["returned_episode_return"]) == first  # kept while running
+    assert float(state.episode_return) == 1.0
