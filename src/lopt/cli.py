@@ -14,6 +14,7 @@ from pathlib import Path
 import tyro
 
 from lopt import __version__
+from lopt.optim.network import OPENConfig
 
 
 def _fail(message: str) -> None:
@@ -135,7 +136,186 @@ def run_train(args: Train) -> dict:
     return summary
 
 
-COMMANDS = {"train": (Train, run_train)}
+@dataclasses.dataclass
+class MetaTrain:
+    """Meta-train a learned optimizer with evolution strategies."""
+
+    preset: tyro.conf.Positional[str] = "cpu"
+    """cpu (default: minutes on a laptop), breakout, asterix, freeway,
+    spaceinvaders, multi-minatar (the paper's settings, meant for GPUs)"""
+    envs: tuple[str, ...] | None = None
+    """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
+    total_timesteps: int | None = None
+    """inner-loop environment steps per run, for every task"""
+    learned: str = "open"
+    """the learned optimizer to train"""
+    strategy: str | None = None
+    """open-es (the paper's) or ga (keep the best, mutate copies)"""
+    cell: str | None = None
+    """recurrent cell of the new optimizer: gru (the paper's) or lstm"""
+    population: int | None = None
+    generations: int | None = None
+    rollouts: int | None = None
+    """inner runs per member per generation (seeds shared by all members)"""
+    sigma: float | None = None
+    lr: float | None = None
+    save_every: int | None = None
+    eval_every: int | None = None
+    seed: int | None = None
+    init_from: str | None = None
+    """start the ES mean from this optimizer file instead of zeros"""
+    out: Path | None = None
+    """run directory (default: runs/meta-train/<preset>-<time>)"""
+    resume: Path | None = None
+    """continue the run in this directory from its newest checkpoint"""
+    overwrite: bool = False
+    progress: bool = True
+
+
+def _meta_config(args: MetaTrain):
+    from lopt.configs.presets import META_PRESETS, task_for
+
+    if args.preset not in META_PRESETS:
+        _fail(f"unknown preset {args.preset!r}; choose from {', '.join(META_PRESETS)}")
+    if args.learned != "open":
+        _fail(f"unknown learned optimizer {args.learned!r}; choose from open")
+    config = META_PRESETS[args.preset]
+    if args.envs:
+        tasks = tuple(task_for(env) for env in args.envs)
+        optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
+        config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
+    if args.total_timesteps is not None:
+        config = dataclasses.replace(
+            config,
+            tasks=tuple(
+                dataclasses.replace(
+                    t,
+                    ppo=dataclasses.replace(
+                        t.ppo, total_timesteps=args.total_timesteps
+                    ),
+                )
+                for t in config.tasks
+            ),
+        )
+    if args.cell is not None:
+        config = dataclasses.replace(
+            config, optimizer=dataclasses.replace(config.optimizer, cell=args.cell)
+        )
+    es_changes = {
+        "strategy": args.strategy,
+        "population_size": args.population,
+        "num_generations": args.generations,
+        "num_rollouts": args.rollouts,
+        "sigma": args.sigma,
+        "lr": args.lr,
+    }
+    es = dataclasses.replace(
+        config.es, **{k: v for k, v in es_changes.items() if v is not None}
+    )
+    run_changes = {
+        "save_every": args.save_every,
+        "eval_every": args.eval_every,
+        "seed": args.seed,
+        "init_from": args.init_from,
+    }
+    config = dataclasses.replace(
+        config, es=es, **{k: v for k, v in run_changes.items() if v is not None}
+    )
+    return config
+
+
+def run_meta_train(args: MetaTrain) -> dict:
+    from tqdm.auto import tqdm
+
+    from lopt.analysis.plots import plot_meta_training
+    from lopt.meta.checkpoint import CheckpointError
+    from lopt.meta.evaluate import PopulationShardingError
+    from lopt.meta.loop import meta_train, read_config, read_metrics
+    from lopt.optim.files import OptimizerFileError
+    from lopt.runs.records import versions
+    from lopt.runs.rundir import RunDirectoryError, prepare_run_dir
+
+    try:
+        if args.resume is not None:
+            if not (args.resume / "config.json").exists():
+                _fail(f"{args.resume} is not a meta-training run (no config.json)")
+            config = read_config(args.resume)
+            if args.generations is not None:
+                config = dataclasses.replace(
+                    config,
+                    es=dataclasses.replace(config.es, num_generations=args.generations),
+                )
+            out = args.resume
+        else:
+            config = _meta_config(args)
+            out = args.out or _default_out("meta-train", args.preset)
+            prepare_run_dir(out, args.overwrite)
+    except (ValueError, RunDirectoryError, OptimizerFileError) as err:
+        _fail(str(err))
+
+    es = config.es
+    envs = ", ".join(t.ppo.env for t in config.tasks)
+    print(
+        f"lopt meta-train: {args.learned} ({config.optimizer.cell}, "
+        f"{config.optimizer.num_meta_params} meta-parameters) on {envs} with "
+        f"{es.strategy}, population {es.population_size}, {es.num_generations} "
+        f"generations -> {out}"
+    )
+    start = read_metrics(out)[-1]["generation"] if args.resume else 0
+    bar = tqdm(
+        total=es.num_generations,
+        initial=start,
+        desc="meta-training",
+        unit="gen",
+        disable=not args.progress,
+    )
+
+    def on_generation(record: dict) -> None:
+        postfix = {}
+        if "fitness" in record:
+            bar.update(1)
+            postfix["fitness"] = f"{record['fitness']['combined']['mean']:.3g}"
+            postfix["best"] = f"{record['fitness']['combined']['max']:.3g}"
+        if "heldout" in record:
+            means = [v["mean"] for v in record["heldout"].values()]
+            postfix["held-out"] = "/".join(f"{m:.3g}" for m in means)
+        bar.set_postfix(postfix)
+
+    try:
+        summary = meta_train(
+            config,
+            out,
+            resume=args.resume is not None,
+            command=sys.argv,
+            versions=versions(),
+            on_generation=on_generation,
+        )
+    except (PopulationShardingError, CheckpointError, OptimizerFileError) as err:
+        bar.close()
+        _fail(str(err))
+    bar.close()
+    plot_meta_training(read_metrics(out), out)
+    rows = []
+    for env, result in summary["heldout"].items():
+        initial = (summary["initial_heldout"] or {}).get(env, {})
+        rows.append(
+            {
+                "env": env,
+                "start mean": f"{initial.get('mean', float('nan')):.2f}",
+                "final mean": f"{result['mean']:.2f}",
+                "final iqm": f"{result['iqm']:.2f}",
+            }
+        )
+    print(f"held-out return ({config.num_eval_seeds} seeds):")
+    _print_table(rows, ["env", "start mean", "final mean", "final iqm"])
+    print(
+        f"{summary['wall_time_s']:.0f} s; optimizer: {summary['optimizer']} "
+        f"(use it with lopt train --optimizer open:{summary['optimizer']})"
+    )
+    return summary
+
+
+COMMANDS = {"train": (Train, run_train), "meta-train": (MetaTrain, run_meta_train)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -67,3 +67,52 @@ def plot_learning_curves(
         written.append(out)
     plt.close(fig)
     return written
+
+
+def plot_meta_training(records: Sequence[dict], out_dir: Path) -> list[Path]:
+    """``fitness.png`` (mean and best raw fitness per task over generations) and
+    ``heldout.png`` (held-out return of the current optimizer) from metrics.jsonl."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    written = []
+    gens = [r for r in records if "fitness" in r]
+    if gens:
+        envs = [k for k in gens[0]["fitness"] if k != "combined"]
+        fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.6), dpi=120)
+        for ax, env in zip(np.atleast_1d(axes), envs, strict=True):
+            x = [r["generation"] for r in gens]
+            for stat, style in (("mean", "-"), ("max", "--"), ("min", ":")):
+                y = [r["fitness"][env][stat] for r in gens]
+                y = [np.nan if v is None else v for v in y]
+                ax.plot(x, y, style, label=f"{stat} over population")
+            ax.set_title(env)
+            ax.set_xlabel("generation")
+            ax.set_ylabel("final return (raw fitness)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out_dir / "fitness.png")
+        fig.savefig(written[-1])
+        plt.close(fig)
+    evals = [r for r in records if "heldout" in r]
+    if evals:
+        envs = list(evals[0]["heldout"])
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+        for i, env in enumerate(envs):
+            x = [r["generation"] for r in evals]
+            runs = np.array([r["heldout"][env]["returns"] for r in evals])
+            mean, half = mean_and_ci(runs.T)
+            line = ax.plot(x, mean, LINE_STYLES[i % 4], marker="o", ms=3, label=env)[0]
+            ax.fill_between(
+                x, mean - half, mean + half, color=line.get_color(), alpha=0.2
+            )
+        ax.set_xlabel("generation")
+        ax.set_ylabel("final return on held-out seeds")
+        ax.set_title("current optimizer on held-out seeds (mean ± 95% CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out_dir / "heldout.png")
+        fig.savefig(written[-1])
+        plt.close(fig)
+    return written

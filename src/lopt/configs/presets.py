@@ -14,6 +14,8 @@ from types import MappingProxyType
 from typing import Any
 
 from lopt.envs.registry import canonical_name
+from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
+from lopt.optim.network import OPENConfig
 from lopt.rl.ppo import PPOConfig
 
 
@@ -94,3 +96,72 @@ def preset_for(env: str) -> Preset:
     if name not in PRESETS:
         raise KeyError(f"no PPO preset for {name}; presets: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+# META-TRAINING -----------------------------------------------------------------
+
+
+def _paper_meta(envs: tuple[str, ...], optimizer: OPENConfig) -> MetaTrainConfig:
+    """OPEN's ES settings (§4.1): population 64, sigma 0.03, lr 0.03, decays 0.999,
+    500 generations, held-out evaluation and checkpoints every 24. Meant for GPUs."""
+    return MetaTrainConfig(
+        tasks=tuple(task_for(env) for env in envs),
+        es=ESConfig(
+            strategy="open-es",
+            population_size=64,
+            num_generations=500,
+            num_rollouts=1,
+            sigma=0.03,
+            sigma_decay=0.999,
+            lr=0.03,
+            lr_decay=0.999,
+        ),
+        optimizer=optimizer,
+        save_every=24,
+        eval_every=24,
+        num_eval_seeds=8,
+    )
+
+
+def task_for(env: str) -> TaskConfig:
+    """A meta-training task from an environment's PPO preset and Adam return."""
+    preset = preset_for(env)
+    return TaskConfig(ppo=preset.ppo, baseline_return=preset.baseline_return or 1.0)
+
+
+MINATAR = (
+    "minatar/asterix",
+    "minatar/breakout",
+    "minatar/freeway",
+    "minatar/spaceinvaders",
+)
+
+CPU_META = MetaTrainConfig(
+    tasks=(
+        TaskConfig(
+            ppo=dataclasses.replace(
+                PRESETS["classic/cartpole"].ppo, total_timesteps=20_000
+            ),
+        ),
+    ),
+    es=ESConfig(
+        strategy="open-es",
+        population_size=16,
+        num_generations=60,
+        num_rollouts=2,
+        sigma=0.05,
+        sigma_decay=0.99,
+        lr=0.05,
+        lr_decay=0.99,
+    ),
+    optimizer=OPENConfig.small(),
+    save_every=10,
+    eval_every=10,
+    num_eval_seeds=16,
+)
+
+META_PRESETS: dict[str, MetaTrainConfig] = {
+    "cpu": CPU_META,
+    **{env.split("/")[1]: _paper_meta((env,), OPENConfig.small()) for env in MINATAR},
+    "multi-minatar": _paper_meta(MINATAR, OPENConfig.large()),
+}

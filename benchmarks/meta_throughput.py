@@ -1,0 +1,148 @@
+"""Throughput of meta-training: a population against single Adam runs, 2 devices
+against 1.
+
+One process (plus two subprocesses for the device counts, since the number of host
+devices is fixed when JAX starts). On the task of the ``cpu`` meta-training preset:
+
+1. environment steps per second of one ES generation (every member trains a full
+   inner run with OPEN, all vmapped in one jitted call) at population 8 and 16,
+   against population-many single PPO runs with Adam, one after another;
+2. one generation at population 8 on 2 host devices
+   (``XLA_FLAGS=--xla_force_host_platform_device_count=2``) against 1 device.
+
+Ratios are printed last: ``population_over_adam_<N>=X`` (goal >= 0.75) and
+``two_devices_over_one=X`` (speed-up).
+
+    python benchmarks/meta_throughput.py [--preset cpu] [--total-timesteps T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+SELF = os.path.abspath(__file__)
+
+
+def _config(preset: str, total_timesteps: int | None, population: int):
+    from lopt.configs.presets import META_PRESETS
+
+    config = META_PRESETS[preset]
+    task = config.tasks[0]
+    if total_timesteps:
+        task = dataclasses.replace(
+            task, ppo=dataclasses.replace(task.ppo, total_timesteps=total_timesteps)
+        )
+    es = dataclasses.replace(config.es, population_size=population, num_rollouts=1)
+    return dataclasses.replace(config, tasks=(task,), es=es)
+
+
+def generation_seconds(config) -> float:
+    """Wall time of one generation after a warm-up generation (compilation)."""
+    import jax
+
+    from lopt.meta.loop import MetaTrainer
+
+    trainer = MetaTrainer(config)
+    state = trainer.init_state()
+    state, _ = trainer.generation(state, 0)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    state, _ = trainer.generation(state, 1)
+    jax.block_until_ready(state)
+    return time.perf_counter() - start
+
+
+def adam_runs_seconds(config, count: int) -> float:
+    """Wall time of ``count`` single PPO runs with Adam, one after another."""
+    import jax
+
+    from lopt.configs.presets import preset_for
+    from lopt.optim.family import adam
+    from lopt.rl.ppo import make_train
+
+    ppo = config.tasks[0].ppo
+    opt = adam(**preset_for(ppo.env).optimizer_defaults("adam"))
+    train = jax.jit(make_train(ppo, opt))
+    jax.block_until_ready(train(jax.random.key(0), opt.params))
+    start = time.perf_counter()
+    for i in range(count):
+        jax.block_until_ready(train(jax.random.key(i + 1), opt.params))
+    return time.perf_counter() - start
+
+
+def worker(args) -> None:
+    import jax
+
+    config = _config(args.preset, args.total_timesteps, args.population)
+    seconds = generation_seconds(config)
+    print(json.dumps({"devices": len(jax.devices()), "seconds": seconds}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--total-timesteps", type=int, default=None)
+    parser.add_argument("--population", type=int, default=8)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    import jax
+
+    ratios = {}
+    for population in (8, 16):
+        config = _config(args.preset, args.total_timesteps, population)
+        ppo = config.tasks[0].ppo
+        frames = population * ppo.num_updates * ppo.frames_per_update
+        gen = generation_seconds(config)
+        adam = adam_runs_seconds(config, population)
+        print(
+            f"{ppo.env}, {ppo.num_updates * ppo.frames_per_update:,} frames per run, "
+            f"population {population}: one generation {gen:6.1f} s "
+            f"({frames / gen:9,.0f} env steps/s); {population} single Adam runs "
+            f"{adam:6.1f} s ({frames / adam:9,.0f} env steps/s)"
+        )
+        ratios[f"population_over_adam_{population}"] = adam / gen
+
+    times = {}
+    for count in (1, 2):
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
+        }
+        command = [
+            sys.executable,
+            SELF,
+            "--worker",
+            "--preset",
+            args.preset,
+            "--population",
+            str(args.population),
+        ]
+        if args.total_timesteps:
+            command += ["--total-timesteps", str(args.total_timesteps)]
+        out = subprocess.run(
+            command, capture_output=True, text=True, env=env, check=True
+        )
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        times[count] = result["seconds"]
+        print(
+            f"population {args.population} on {result['devices']} host device(s): "
+            f"one generation {result['seconds']:6.1f} s"
+        )
+    ratios["two_devices_over_one"] = times[1] / times[2]
+    print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores")
+    for name, value in ratios.items():
+        print(f"{name}={value:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Settings of a meta-training run: tasks, the learned optimizer, the ES."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lopt.optim.network import OPENConfig
+from lopt.rl.ppo import PPOConfig
+
+STRATEGIES = ("open-es", "ga")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """One inner-loop task: PPO on an environment."""
+
+    ppo: PPOConfig
+    baseline_return: float = 1.0
+    """Adam's final return on this task; multi-task fitness is divided by it"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ESConfig:
+    """Evolution strategy (OPEN §4.1). Defaults are the paper's MinAtar settings."""
+
+    strategy: Literal["open-es", "ga"] = "open-es"
+    """open-es: OpenAI-ES, antithetic, centred ranks, Adam (b1 0.99) on the mean;
+    ga: a genetic algorithm that keeps the best half and mutates copies of them"""
+    population_size: int = 64
+    num_generations: int = 500
+    num_rollouts: int = 1
+    """inner runs per member per generation (seeds shared by all members)"""
+    sigma: float = 0.03
+    """initial standard deviation of the perturbations (the GA's mutation scale)"""
+    sigma_decay: float = 0.999
+    sigma_limit: float = 0.01
+    """floor of sigma (evosax 0.1's default, which the paper used)"""
+    lr: float = 0.03
+    """initial learning rate of Adam on the ES mean"""
+    lr_decay: float = 0.999
+    lr_limit: float = 0.001
+    """floor of the learning rate (evosax 0.1's default)"""
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {self.strategy!r}; "
+                f"choose from {', '.join(STRATEGIES)}"
+            )
+        if self.population_size < 2 or self.population_size % 2:
+            raise ValueError(
+                "population size must be even and at least 2, "
+                f"got {self.population_size}"
+            )
+        if self.num_generations < 1 or self.num_rollouts < 1:
+            raise ValueError("generations and rollouts must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTrainConfig:
+    """A whole meta-training run."""
+
+    tasks: tuple[TaskConfig, ...]
+    es: ESConfig = dataclasses.field(default_factory=ESConfig)
+    optimizer: OPENConfig = dataclasses.field(default_factory=OPENConfig)
+    """architecture of the learned optimizer (OPEN)"""
+    init_from: str | None = None
+    """a .npy optimizer file to start the ES mean from (default: zeros, as the paper)"""
+    seed: int = 0
+    save_every: int = 24
+    """generations between checkpoints of the whole ES state"""
+    eval_every: int = 24
+    """generations between evaluations of the current optimizer on held-out seeds"""
+    num_eval_seeds: int = 8
+    eval_seed_base: int = 1_000_000
+    """held-out evaluation seeds are eval_seed_base, eval_seed_base + 1, ...; ES draws
+    its own training keys from ``seed`` and never uses these"""
+
+    def __post_init__(self):
+        if not self.tasks:
+            raise ValueError("a meta-training run needs at least one task")
+        envs = [t.ppo.env for t in self.tasks]
+        if len(set(envs)) != len(envs):
+            raise ValueError(f"each environment may appear once; got {envs}")
+        if self.save_every < 1 or self.eval_every < 1 or self.num_eval_seeds < 1:
+            raise ValueError("save_every, eval_every and num_eval_seeds must be >= 1")

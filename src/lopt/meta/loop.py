@@ -1,0 +1,279 @@
+"""The meta-training loop: ask, evaluate, tell, log, checkpoint (OPEN §4).
+
+The only stateful place of meta-training. Each generation g uses keys derived from
+``(seed, g)`` alone, and the whole ES state is checkpointed, so a run resumed from a
+checkpoint ends exactly where an uninterrupted run with the same seed would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from lopt.analysis.stats import iqm
+from lopt.atomic import atomic_write
+from lopt.configs.serialise import from_dict, to_dict
+from lopt.meta import checkpoint, strategy
+from lopt.meta.config import MetaTrainConfig
+from lopt.meta.evaluate import make_evaluate, population_mesh
+from lopt.meta.fitness import combine_tasks, final_return, to_minimisation
+from lopt.optim.family import open_family
+from lopt.optim.files import load_open, save_open
+from lopt.optim.network import unravel_meta_params, zeros_meta_params
+from lopt.rl.ppo import make_train
+from lopt.rl.runner import seed_keys
+from lopt.runs.rundir import write_json
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+OPTIMIZER_FILE = "optimizer.npy"
+#: Generation g draws its keys from fold_in(key(seed), g); the initial state from this.
+INIT_STREAM = 2**31 - 1
+
+
+def read_config(run_dir: Path) -> MetaTrainConfig:
+    """The configuration a meta-training run directory was started with."""
+    data = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+    return from_dict(MetaTrainConfig, data["config"])
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The complete lines of ``metrics.jsonl`` (a torn last line is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    records = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return records
+
+
+def _initial_mean(config: MetaTrainConfig) -> Any:
+    if config.init_from is None:
+        return zeros_meta_params(config.optimizer)
+    meta, found = load_open(config.init_from)
+    if found != config.optimizer:
+        raise ValueError(
+            f"{config.init_from} holds an optimizer of architecture {found}, but this "
+            f"run trains {config.optimizer}"
+        )
+    return meta
+
+
+class MetaTrainer:
+    """Meta-trains a learned optimizer; see :func:`meta_train`."""
+
+    def __init__(self, config: MetaTrainConfig, devices: list | None = None):
+        self.config = config
+        template = zeros_meta_params(config.optimizer)
+        self.family = open_family(template, config.optimizer)
+        self.strategy = strategy.make_strategy(config.es, template)
+        mesh = population_mesh(config.es.population_size, devices)
+        self.trains = [make_train(t.ppo, self.family) for t in config.tasks]
+        self.evaluates = [make_evaluate(train, mesh) for train in self.trains]
+        self.heldout = [
+            jax.jit(jax.vmap(train, in_axes=(0, None))) for train in self.trains
+        ]
+        self.master_key = jax.random.key(config.seed)
+        self.unravel = lambda flat: unravel_meta_params(flat, config.optimizer)
+        self.frames_per_generation = (
+            config.es.population_size
+            * config.es.num_rollouts
+            * sum(t.ppo.num_updates * t.ppo.frames_per_update for t in config.tasks)
+        )
+
+    def init_state(self) -> Any:
+        key = jax.random.fold_in(self.master_key, INIT_STREAM)
+        return strategy.init_state(self.strategy, key, _initial_mean(self.config))
+
+    def generation(self, state: Any, generation: int) -> tuple[Any, dict]:
+        """One generation: returns the new state and its raw fitness per task."""
+        key = jax.random.fold_in(self.master_key, generation)
+        key_ask, key_tell, key_rollouts = jax.random.split(key, 3)
+        params = self.strategy.default_params
+        population, state = self.strategy.ask(key_ask, state, params)
+        raw = []
+        for i, evaluate in enumerate(self.evaluates):
+            keys = jax.random.split(
+                jax.random.fold_in(key_rollouts, i), self.config.es.num_rollouts
+            )
+            raw.append(evaluate(population, keys).mean(axis=1))
+        fitness = combine_tasks(raw, [t.baseline_return for t in self.config.tasks])
+        state, _ = self.strategy.tell(
+            key_tell, population, to_minimisation(fitness), state, params
+        )
+        return state, {"raw": [np.asarray(r) for r in raw], "fitness": fitness}
+
+    def solution(self, state: Any) -> Any:
+        """The current optimizer's meta-parameters (ES mean or GA's best)."""
+        return self.unravel(strategy.current_solution(self.strategy, state))
+
+    def evaluate_heldout(self, meta_params: Any) -> dict:
+        """Final returns of ``meta_params`` on the held-out seeds, per task."""
+        seeds = range(
+            self.config.eval_seed_base,
+            self.config.eval_seed_base + self.config.num_eval_seeds,
+        )
+        out = {}
+        for task, run in zip(self.config.tasks, self.heldout, strict=True):
+            _, metrics = run(seed_keys(list(seeds)), meta_params)
+            returns = np.asarray(final_return(metrics))
+            out[task.ppo.env] = {
+                "mean": float(returns.mean()),
+                "iqm": iqm(returns),
+                "returns": [float(x) for x in returns],
+            }
+        return out
+
+
+def _stats(values: np.ndarray) -> dict:
+    """Mean, max and min of the finite values (None if there are none)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return {"mean": None, "max": None, "min": None, "non_finite": int(values.size)}
+    return {
+        "mean": float(finite.mean()),
+        "max": float(finite.max()),
+        "min": float(finite.min()),
+        "non_finite": int(values.size - finite.size),
+    }
+
+
+def _fitness_record(config: MetaTrainConfig, raw: list, fitness) -> dict:
+    record = {t.ppo.env: _stats(r) for t, r in zip(config.tasks, raw, strict=True)}
+    record["combined"] = _stats(np.asarray(fitness))
+    return record
+
+
+def _rewrite_metrics(run_dir: Path, records: list[dict]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    atomic_write(Path(run_dir) / METRICS_FILE, lambda f: f.write(text.encode()))
+
+
+def _append_metrics(run_dir: Path, record: dict) -> None:
+    with open(Path(run_dir) / METRICS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def meta_train(
+    config: MetaTrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    command: list[str] | None = None,
+    versions: dict | None = None,
+    on_generation: Callable[[dict], None] | None = None,
+    devices: list | None = None,
+) -> dict:
+    """Runs (or resumes) meta-training and writes everything to ``run_dir``.
+
+    Args:
+      config: the run's settings.
+      run_dir: the run directory (created and checked by the caller).
+      resume: continue from the newest checkpoint in ``run_dir``.
+      command, versions: recorded in ``config.json`` for a fresh run.
+      on_generation: called with each generation's metrics record.
+      devices: JAX devices to shard the population over (default: all).
+
+    Returns:
+      A summary: the last held-out evaluation and the optimizer's path.
+    """
+    run_dir = Path(run_dir)
+    trainer = MetaTrainer(config, devices)
+    state = trainer.init_state()
+    start, elapsed_before = 0, 0.0
+    if resume:
+        path = checkpoint.latest_checkpoint(run_dir)
+        records = read_metrics(run_dir)
+        if path is not None:
+            start, state = checkpoint.load_checkpoint(path, state)
+        # Generations after the checkpoint are recomputed, identically.
+        records = [r for r in records if start > 0 and r["generation"] <= start]
+        _rewrite_metrics(run_dir, records)
+        if records:
+            elapsed_before = records[-1]["wall_time_s"]
+    else:
+        write_json(
+            run_dir / CONFIG_FILE,
+            {
+                "command": command or [],
+                "versions": versions or {},
+                "config": to_dict(config),
+            },
+        )
+        _rewrite_metrics(run_dir, [])
+
+    clock = time.perf_counter()
+
+    def wall() -> float:
+        return elapsed_before + time.perf_counter() - clock
+
+    if start == 0:
+        record = {"generation": 0, "wall_time_s": 0.0}
+        record["heldout"] = trainer.evaluate_heldout(trainer.solution(state))
+        record["wall_time_s"] = wall()
+        _append_metrics(run_dir, record)
+        if on_generation:
+            on_generation(record)
+
+    sigma_at, lr_at = (
+        strategy.sigma_schedule(config.es),
+        strategy.lr_schedule(config.es),
+    )
+    es = config.es
+    for generation in range(start, es.num_generations):
+        gen_start = time.perf_counter()
+        state, result = trainer.generation(state, generation)
+        jax.block_until_ready(state)
+        seconds = time.perf_counter() - gen_start
+        done = generation + 1
+        record = {
+            "generation": done,
+            "fitness": _fitness_record(config, result["raw"], result["fitness"]),
+            "sigma": float(sigma_at(generation)),
+            "lr": float(lr_at(generation)) if es.strategy == "open-es" else None,
+            "generation_time_s": seconds,
+            "env_steps_per_second": trainer.frames_per_generation / seconds,
+        }
+        if done % config.eval_every == 0 or done == es.num_generations:
+            record["heldout"] = trainer.evaluate_heldout(trainer.solution(state))
+        if done % config.save_every == 0 or done == es.num_generations:
+            checkpoint.save_checkpoint(run_dir, done, state)
+            save_open(
+                run_dir / "checkpoints" / f"optimizer_gen{done:06d}.npy",
+                trainer.solution(state),
+                config.optimizer,
+                generation=done,
+            )
+        record["wall_time_s"] = wall()
+        _append_metrics(run_dir, record)
+        if on_generation:
+            on_generation(record)
+
+    optimizer_path = save_open(
+        run_dir / OPTIMIZER_FILE,
+        trainer.solution(state),
+        config.optimizer,
+        generation=es.num_generations,
+        strategy=es.strategy,
+        envs=[t.ppo.env for t in config.tasks],
+    )
+    last = [r for r in read_metrics(run_dir) if "heldout" in r][-1]
+    summary = {
+        "optimizer": str(optimizer_path),
+        "generations": es.num_generations,
+        "heldout": last["heldout"],
+        "initial_heldout": read_metrics(run_dir)[0].get("heldout"),
+        "wall_time_s": wall(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary

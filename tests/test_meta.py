@@ -1,0 +1,281 @@
+"""Meta-training: the ES, population evaluation, checkpoints and resuming."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lopt.meta import checkpoint, strategy
+from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
+from lopt.meta.evaluate import PopulationShardingError, make_evaluate, population_mesh
+from lopt.meta.fitness import combine_tasks, to_minimisation
+from lopt.meta.loop import MetaTrainer, meta_train, read_metrics
+from lopt.optim.files import load_open
+from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
+from lopt.rl.ppo import PPOConfig
+
+TINY_PPO = PPOConfig(
+    env="cartpole",
+    total_timesteps=4 * 8 * 2,
+    num_envs=4,
+    num_steps=8,
+    update_epochs=2,
+    num_minibatches=2,
+    hidden_size=8,
+    activation="tanh",
+)
+
+
+def tiny_config(**es) -> MetaTrainConfig:
+    return MetaTrainConfig(
+        tasks=(TaskConfig(TINY_PPO, baseline_return=1.0),),
+        es=ESConfig(population_size=4, num_generations=4, sigma=0.1, lr=0.05, **es),
+        save_every=1,
+        eval_every=2,
+        num_eval_seeds=2,
+    )
+
+
+def test_fitness_flips_sign_once_and_handles_nan():
+    raw = [jnp.array([1.0, jnp.nan, 3.0, jnp.inf])]
+    combined = combine_tasks(raw, [2.0])
+    np.testing.assert_array_equal(combined, [0.5, -np.inf, 1.5, -np.inf])
+    np.testing.assert_array_equal(to_minimisation(combined)[:1], [-0.5])
+    multi = combine_tasks([jnp.array([2.0, 4.0]), jnp.array([10.0, 0.0])], [2.0, 10.0])
+    np.testing.assert_allclose(multi, [1.0, 1.0])
+
+
+def _open_es(pop=6):
+    es = ESConfig(population_size=pop, sigma=0.1, lr=0.05)
+    template = {"w": jnp.zeros(5)}
+    algo = strategy.make_strategy(es, template)
+    return algo, strategy.init_state(algo, jax.random.key(0), template)
+
+
+def test_antithetic_pairs():
+    algo, state = _open_es()
+    population, _ = algo.ask(jax.random.key(1), state, algo.default_params)
+    w = population["w"]
+    np.testing.assert_allclose(w[:3] + w[3:], 0.0, atol=1e-7)
+    assert np.abs(w).min() > 0
+
+
+def test_member_with_higher_return_is_moved_toward():
+    algo, state = _open_es()
+    population, state = algo.ask(jax.random.key(1), state, algo.default_params)
+    fitness = jnp.array([5.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # member 0 is best
+    new, _ = algo.tell(
+        jax.random.key(2),
+        population,
+        to_minimisation(fitness),
+        state,
+        algo.default_params,
+    )
+    step = np.asarray(new.mean)
+    direction = np.asarray(population["w"][0])
+    assert step @ direction > 0
+    assert np.isfinite(step).all()
+
+
+def test_nan_fitness_never_reaches_the_state():
+    algo, state = _open_es()
+    population, state = algo.ask(jax.random.key(1), state, algo.default_params)
+    raw = jnp.array([1.0, jnp.nan, 2.0, 0.5, jnp.nan, 3.0])
+    fitness = combine_tasks([raw], [1.0])
+    new, _ = algo.tell(
+        jax.random.key(2),
+        population,
+        to_minimisation(fitness),
+        state,
+        algo.default_params,
+    )
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(new.mean))
+    assert np.isfinite(np.asarray(new.opt_state[0].mu)).all()
+
+
+def test_genetic_strategy_mutates_copies_of_the_best():
+    es = ESConfig(strategy="ga", population_size=4, sigma=0.1)
+    template = {"w": jnp.zeros(3)}
+    algo = strategy.make_strategy(es, template)
+    state = strategy.init_state(algo, jax.random.key(0), {"w": jnp.ones(3)})
+    population, state = algo.ask(jax.random.key(1), state, algo.default_params)
+    np.testing.assert_allclose(population["w"], 1.0, atol=0.5)  # copies of the mean
+    fitness = jnp.array([0.0, 10.0, 1.0, 2.0])
+    state, _ = algo.tell(
+        jax.random.key(2),
+        population,
+        to_minimisation(fitness),
+        state,
+        algo.default_params,
+    )
+    np.testing.assert_array_equal(
+        strategy.current_solution(algo, state), population["w"][1]
+    )
+
+
+def test_one_generation_is_jitted_and_moves_the_mean():
+    trainer = MetaTrainer(tiny_config())
+    state = trainer.init_state()
+    assert float(jnp.abs(state.mean).max()) == 0.0  # ES starts from zeros
+    state, result = trainer.generation(state, 0)
+    assert result["raw"][0].shape == (4,)
+    assert np.isfinite(result["raw"][0]).all()
+    assert float(jnp.abs(state.mean).max()) > 0.0
+
+
+def test_population_must_divide_over_devices():
+    with pytest.raises(PopulationShardingError, match="multiple of 2"):
+        population_mesh(3, devices=[jax.devices()[0]] * 2)
+
+
+SHARDING_SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np, sys
+    from lopt.meta.evaluate import make_evaluate, population_mesh
+    from lopt.optim.family import open_family
+    from lopt.optim.network import zeros_meta_params
+    from lopt.rl.ppo import PPOConfig, make_train
+    ppo = PPOConfig(env="cartpole", total_timesteps=64, num_envs=4, num_steps=8,
+                    update_epochs=2, num_minibatches=2, hidden_size=8, activation="tanh")
+    family = open_family(zeros_meta_params())
+    population = jax.tree.map(
+        lambda x: x + 0.2 * jax.random.normal(jax.random.key(1), (4, *x.shape)),
+        family.params)
+    evaluate = make_evaluate(make_train(ppo, family), population_mesh(4))
+    out = evaluate(population, jax.random.split(jax.random.key(0), 2))
+    print(len(jax.devices()), len(out.sharding.device_set))
+    np.save(sys.argv[1], np.asarray(out))
+    """
+)
+
+
+def test_two_host_devices_give_the_same_fitness_as_one(tmp_path):
+    results = {}
+    for count in (1, 2):
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", SHARDING_SCRIPT, str(tmp_path / f"{count}.npy")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[-2:] == [str(count), str(count)]
+        results[count] = np.load(tmp_path / f"{count}.npy")
+    np.testing.assert_allclose(results[1], results[2], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    config = tiny_config()
+    whole = meta_train(config, tmp_path / "whole")
+    half = dataclasses.replace(
+        config, es=dataclasses.replace(config.es, num_generations=2)
+    )
+    meta_train(half, tmp_path / "resumed")
+    # Generation 3 ran and then "the process died" before its checkpoint.
+    (tmp_path / "resumed" / "metrics.jsonl").open("a").write('{"generation": 3, "tor')
+    resumed = meta_train(config, tmp_path / "resumed", resume=True)
+    a = np.load(tmp_path / "whole" / "optimizer.npy")
+    b = np.load(tmp_path / "resumed" / "optimizer.npy")
+    assert a.tobytes() == b.tobytes()
+    assert np.abs(a).max() > 0
+    assert [r["generation"] for r in read_metrics(tmp_path / "resumed")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert whole["heldout"] == resumed["heldout"]
+    meta, config_loaded = load_open(whole["optimizer"])
+    assert config_loaded == OPENConfig()
+    np.testing.assert_array_equal(ravel_meta_params(meta), a)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    path = checkpoint.save_checkpoint(tmp_path, 1, {"a": jnp.zeros(3)})
+    with pytest.raises(checkpoint.CheckpointError, match="holds 1 arrays"):
+        checkpoint.load_checkpoint(path, {"a": jnp.zeros(3), "b": jnp.zeros(1)})
+    with pytest.raises(checkpoint.CheckpointError, match="shape"):
+        checkpoint.load_checkpoint(path, {"a": jnp.zeros(4)})
+    assert checkpoint.latest_checkpoint(tmp_path) == path
+
+
+def test_warm_start_must_match_the_architecture(tmp_path):
+    from lopt.optim.files import save_open
+
+    path = save_open(
+        tmp_path / "large.npy",
+        zeros_meta_params(OPENConfig.large()),
+        OPENConfig.large(),
+    )
+    config = dataclasses.replace(tiny_config(), init_from=str(path))
+    with pytest.raises(ValueError, match="architecture"):
+        MetaTrainer(config).init_state()
+
+
+def test_meta_train_cli_one_generation(tmp_path, capsys):
+    from lopt.cli import main
+
+    out = tmp_path / "meta"
+    main(
+        [
+            "meta-train",
+            "--envs",
+            "cartpole",
+            "--total-timesteps",
+            "512",
+            "--population",
+            "2",
+            "--generations",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--cell",
+            "lstm",
+        ]
+    )
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "optimizer.npy",
+        "optimizer.json",
+        "fitness.png",
+        "heldout.png",
+        "checkpoints",
+        "summary.json",
+    } <= names
+    records = read_metrics(out)
+    assert records[-1]["generation"] == 1
+    assert set(records[-1]["fitness"]["classic/cartpole"]) >= {"mean", "max", "min"}
+    assert "held-out return" in capsys.readouterr().out
+    saved = json.loads((out / "optimizer.json").read_text())
+    assert saved["config"]["cell"] == "lstm"
+    main(
+        [
+            "train",
+            "--env",
+            "cartpole",
+            "--optimizer",
+            f"open:{out / 'optimizer.npy'}",
+            "--seeds",
+            "1",
+            "--total-timesteps",
+            "512",
+            "--out",
+            str(tmp_path / "t"),
+            "--no-progress",
+        ]
+    )
