@@ -3,14 +3,13 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lopt.cli import main
 
-BREAKOUT = Path(__file__).resolve().parents[2] / "shared/pretrained/breakout_OPEN.npy"
+from tiny import BREAKOUT
 
 
 def test_entry_point_lists_subcommands():

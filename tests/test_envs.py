@@ -31,11 +31,11 @@ def test_aliases_and_unknown_names():
 
 def test_episode_log_keeps_the_last_completed_return():
     env, params = make_env("cartpole")
-    obs, state = env.reset(jax.random.key(0), params)
+    _, state = env.reset(jax.random.key(0), params)
     step = jax.jit(env.step)
     returns, done_seen, t = [], False, 0
     while not done_seen:
-        obs, state, reward, terminated, truncated, info = step(
+        _, state, reward, terminated, truncated, info = step(
             jax.random.key(t), state, jnp.int32(t % 2), params
         )
         returns.append(float(reward))
@@ -47,6 +47,6 @@ def test_episode_log_keeps_the_last_completed_return():
     assert float(info["returned_episode_return"]) == pytest.approx(sum(returns))
     assert bool(info["returned_episode_valid"])
     first = float(info["returned_episode_return"])
-    obs, state, *_, info = step(jax.random.key(999), state, jnp.int32(0), params)
+    _, state, *_, info = step(jax.random.key(999), state, jnp.int32(0), params)
     assert float(info["returned_episode_return"]) == first  # kept while running
     assert float(state.episode_return) == 1.0

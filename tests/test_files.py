@@ -1,14 +1,13 @@
 """Loading released and saved OPEN optimizers, and refusing bad files clearly."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from lopt.optim.files import OptimizerFileError, load_open, save_open
 from lopt.optim.network import OPENConfig, init_meta_params, ravel_meta_params
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "shared" / "pretrained"
+from tiny import PRETRAINED
+
 RELEASED = sorted(PRETRAINED.glob("*.npy"))
 
 
@@ -77,7 +76,7 @@ def test_truncated_file_is_refused(tmp_path):
 def test_non_npy_and_missing_files_are_refused(tmp_path):
     text = tmp_path / "notes.npy"
     text.write_text("not an array")
-    with pytest.raises(OptimizerFileError, match="not a .npy file"):
+    with pytest.raises(OptimizerFileError, match=r"not a \.npy file"):
         load_open(text)
     with pytest.raises(OptimizerFileError, match="no such file"):
         load_open(tmp_path / "missing.npy")

@@ -14,28 +14,18 @@ import pytest
 
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
-from lopt.meta.evaluate import PopulationShardingError, make_evaluate, population_mesh
+from lopt.meta.evaluate import PopulationShardingError, population_mesh
 from lopt.meta.fitness import combine_tasks, to_minimisation
 from lopt.meta.loop import MetaTrainer, meta_train, read_metrics
 from lopt.optim.files import load_open
 from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
-from lopt.rl.ppo import PPOConfig
 
-TINY_PPO = PPOConfig(
-    env="cartpole",
-    total_timesteps=4 * 8 * 2,
-    num_envs=4,
-    num_steps=8,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_size=8,
-    activation="tanh",
-)
+from tiny import tiny_ppo
 
 
 def tiny_config(**es) -> MetaTrainConfig:
     return MetaTrainConfig(
-        tasks=(TaskConfig(TINY_PPO, baseline_return=1.0),),
+        tasks=(TaskConfig(tiny_ppo(total_timesteps=64), baseline_return=1.0),),
         es=ESConfig(population_size=4, num_generations=4, sigma=0.1, lr=0.05, **es),
         save_every=1,
         eval_every=2,
@@ -141,9 +131,9 @@ SHARDING_SCRIPT = textwrap.dedent(
     from lopt.meta.evaluate import make_evaluate, population_mesh
     from lopt.optim.family import open_family
     from lopt.optim.network import zeros_meta_params
-    from lopt.rl.ppo import PPOConfig, make_train
-    ppo = PPOConfig(env="cartpole", total_timesteps=64, num_envs=4, num_steps=8,
-                    update_epochs=2, num_minibatches=2, hidden_size=8, activation="tanh")
+    from lopt.rl.ppo import make_train
+    from tiny import tiny_ppo
+    ppo = tiny_ppo(total_timesteps=64)
     family = open_family(zeros_meta_params())
     population = jax.tree.map(
         lambda x: x + 0.2 * jax.random.normal(jax.random.key(1), (4, *x.shape)),
@@ -162,6 +152,7 @@ def test_two_host_devices_give_the_same_fitness_as_one(tmp_path):
         env = {
             **os.environ,
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
+            "PYTHONPATH": os.path.dirname(__file__),
         }
         out = subprocess.run(
             [sys.executable, "-c", SHARDING_SCRIPT, str(tmp_path / f"{count}.npy")],

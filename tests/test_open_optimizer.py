@@ -1,7 +1,5 @@
 """OPEN as an optax transformation, against a plain NumPy reference."""
 
-from pathlib import Path
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,7 +7,6 @@ import numpy as np
 import optax
 import pytest
 
-import reference
 from lopt.optim import tree_paths
 from lopt.optim.dormancy import dormancy_tree
 from lopt.optim.network import (
@@ -22,8 +19,8 @@ from lopt.optim.network import (
 )
 from lopt.optim.open_opt import open_optimizer, open_step
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "shared" / "pretrained"
-BREAKOUT = PRETRAINED / "breakout_OPEN.npy"
+import reference
+from tiny import BREAKOUT
 
 
 def tiny_agent(key):

@@ -1,7 +1,6 @@
 """PPO: GAE, determinism, vmapping, learning, and OPEN inside the loop."""
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,17 +15,9 @@ from lopt.rl.gae import compute_gae
 from lopt.rl.ppo import PPOConfig, make_ppo, make_train
 from lopt.rl.runner import chunk_size, train_seeds
 
-BREAKOUT = Path(__file__).resolve().parents[2] / "shared/pretrained/breakout_OPEN.npy"
-TINY = PPOConfig(
-    env="cartpole",
-    total_timesteps=4 * 8 * 3,
-    num_envs=4,
-    num_steps=8,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_size=8,
-    activation="tanh",
-)
+from tiny import BREAKOUT, TINY_PPO
+
+TINY = TINY_PPO
 
 
 def test_gae_matches_python_loop():

@@ -72,6 +72,9 @@ REGISTRY: dict[str, EnvEntry] = {
     "classic/cartpole": EnvEntry(
         _gymnax("CartPole-v1"), ("cartpole",), "CartPole-v1 (gymnax)"
     ),
+    "classic/acrobot": EnvEntry(
+        _gymnax("Acrobot-v1"), ("acrobot",), "Acrobot-v1 (gymnax)"
+    ),
 }
 
 

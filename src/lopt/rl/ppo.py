@@ -129,7 +129,7 @@ class PPO(NamedTuple):
     """The pieces of a run; ``train`` is ``init`` followed by ``run`` to the end."""
 
     init: Any  # (key, opt_params) -> RunnerState
-    run: Any  # (state, opt_params, first_update, num_updates) -> (state, metrics)
+    run: Any  # (state, opt_params, num_updates) -> (state, metrics)
     train: Any  # (key, opt_params) -> (RunnerState, metrics)
     config: PPOConfig
 
@@ -158,11 +158,13 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
 
     # INIT --------------------------------------------------------------------
     def init(key: jax.Array, opt_params: Any) -> RunnerState:
-        key, key_actor, key_critic, key_env = jax.random.split(key, 4)
+        key, key_networks, key_env = jax.random.split(key, 3)
         dummy = jnp.zeros((1, *obs_shape))
+        # One key for both networks, as in OPEN's code (§3.1): same-shaped hidden
+        # layers of actor and critic start equal.
         params = {
-            "actor": actor.init(key_actor, dummy),
-            "critic": critic.init(key_critic, dummy),
+            "actor": actor.init(key_networks, dummy),
+            "critic": critic.init(key_networks, dummy),
         }
         tx = optimizer.build(opt_params, config.num_optimizer_steps)
         obs, env_state = vmap_reset(
