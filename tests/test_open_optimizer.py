@@ -17,6 +17,7 @@ from lopt.optim.network import (
     unravel_meta_params,
     zeros_meta_params,
 )
+from lopt.optim.noise import normal
 from lopt.optim.open_opt import open_optimizer, open_step
 
 import reference
@@ -156,15 +157,13 @@ def test_flat_vector_round_trip():
 
 
 def _reference_inputs(params, grads, acts, key):
-    """Per-tensor inputs of reference.open_step and the noise lopt will draw."""
+    """Per-tensor inputs of reference.open_step and the noise lopt will draw: one
+    N(0, 1) per parameter element, in leaf order (lopt.optim.noise.normal)."""
     dorm = dormancy_tree(params, acts)
     props = tree_paths.layer_props(params)
     mask = tree_paths.actor_mask(params)
     leaves = jax.tree.leaves(params)
-    actor_size = sum(
-        p.size for p, m in zip(leaves, jax.tree.leaves(mask), strict=True) if m
-    )
-    normals = np.asarray(jax.random.normal(key, (actor_size,)))
+    normals = np.asarray(normal(key, sum(p.size for p in leaves)))
     tensors, start = [], 0
     for p, g, d, lp, m in zip(
         leaves,
@@ -174,10 +173,8 @@ def _reference_inputs(params, grads, acts, key):
         jax.tree.leaves(mask),
         strict=True,
     ):
-        eps = np.zeros(p.shape)
-        if m:
-            eps = normals[start : start + p.size].reshape(p.shape)
-            start += p.size
+        eps = normals[start : start + p.size].reshape(p.shape)
+        start += p.size
         tensors.append(
             {
                 "p": np.asarray(p),

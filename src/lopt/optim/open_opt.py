@@ -43,6 +43,7 @@ from lopt.optim.network import (
     apply_network,
     check_meta_params,
 )
+from lopt.optim.noise import normal as threefry_normal
 
 
 class OPENState(NamedTuple):
@@ -80,25 +81,11 @@ def _unflatten(flat: jax.Array, like: Any) -> Any:
 def _masked_normal(key: jax.Array, noise_mask: Any, params: Any) -> jax.Array:
     """N(0, 1) on the elements of masked leaves, 0 elsewhere: shape (num_params,).
 
-    Only the masked elements are drawn, since sampling costs as much as a good
-    part of the network on CPU.
+    Every element is drawn and the mask multiplies: one branch-free kernel, several
+    times faster on CPU than drawing the masked elements alone and concatenating.
     """
-    param_leaves = jax.tree.leaves(params)
-    mask = [bool(m) for m in jax.tree.leaves(tree_paths.resolve(noise_mask, params))]
-    if len(mask) != len(param_leaves):
-        raise ValueError(
-            f"noise_mask has {len(mask)} leaves but params have {len(param_leaves)}"
-        )
-    num_noisy = sum(p.size for p, m in zip(param_leaves, mask, strict=True) if m)
-    normals = jax.random.normal(key, (num_noisy,))
-    pieces, start = [], 0
-    for p, m in zip(param_leaves, mask, strict=True):
-        if m:
-            pieces.append(normals[start : start + p.size])
-            start += p.size
-        else:
-            pieces.append(jnp.zeros((p.size,), jnp.float32))
-    return jnp.concatenate(pieces)
+    mask = tree_paths.per_element(tree_paths.resolve(noise_mask, params), params)
+    return mask * threefry_normal(key, mask.size)
 
 
 def open_inputs(
