@@ -127,21 +127,24 @@ def test_population_must_divide_over_devices():
 
 SHARDING_SCRIPT = textwrap.dedent(
     """
-    import jax, jax.numpy as jnp, numpy as np, sys
-    from lopt.meta.evaluate import make_evaluate, population_mesh
-    from lopt.optim.family import open_family
-    from lopt.optim.network import zeros_meta_params
-    from lopt.rl.ppo import make_train
-    from tiny import tiny_ppo
-    ppo = tiny_ppo(total_timesteps=64)
-    family = open_family(zeros_meta_params())
-    population = jax.tree.map(
-        lambda x: x + 0.2 * jax.random.normal(jax.random.key(1), (4, *x.shape)),
-        family.params)
-    evaluate = make_evaluate(make_train(ppo, family), population_mesh(4))
-    out = evaluate(population, jax.random.split(jax.random.key(0), 2))
-    print(len(jax.devices()), len(out.sharding.device_set))
-    np.save(sys.argv[1], np.asarray(out))
+    import sys
+    import jax
+    import numpy as np
+    from lopt.meta.loop import MetaTrainer
+    from test_meta import tiny_config
+
+    trainer = MetaTrainer(tiny_config())
+    state = trainer.init_state()
+    fitness = []
+    for generation in range(2):
+        state, result = trainer.generation(state, generation)
+        fitness.append(np.asarray(result["raw"][0]))
+    params = trainer.strategy.default_params
+    population, _ = trainer.strategy.ask(jax.random.key(0), state, params)
+    keys = jax.random.split(jax.random.key(0), 1)
+    used = trainer.evaluates[0](population, keys).sharding.device_set
+    print(len(jax.devices()), len(used))
+    np.save(sys.argv[1], np.stack(fitness + [np.asarray(state.mean)[:4]]))
     """
 )
 

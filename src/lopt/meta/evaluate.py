@@ -58,6 +58,12 @@ def make_evaluate(
         return jax.jit(evaluate)
     by_member = NamedSharding(mesh, PartitionSpec(POPULATION_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(
-        evaluate, in_shardings=(by_member, replicated), out_shardings=by_member
-    )
+    sharded = jax.jit(evaluate, out_shardings=by_member)
+
+    def evaluate_sharded(population: Any, keys: jax.Array) -> jax.Array:
+        # Placed explicitly: the population from the ES may sit on any sharding.
+        return sharded(
+            jax.device_put(population, by_member), jax.device_put(keys, replicated)
+        )
+
+    return evaluate_sharded

@@ -1,0 +1,94 @@
+"""What a training run leaves in its directory.
+
+``config.json`` (everything needed to rerun it), ``returns.csv`` (return per update
+and seed), ``metrics.npz`` (every per-update metric, shape ``(seeds, updates)``)
+and ``summary.json`` (final returns per seed and their statistics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lopt import __version__
+from lopt.analysis.stats import summarise
+from lopt.atomic import atomic_write
+from lopt.optim.family import Optimizer
+from lopt.rl.ppo import PPOConfig
+from lopt.runs.rundir import write_json
+
+
+def versions() -> dict[str, str]:
+    """Versions of lopt, Python and the libraries that shape the numbers."""
+    import flax
+    import gymnax
+    import jax
+    import optax
+
+    return {
+        "lopt": __version__,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "gymnax": getattr(gymnax, "__version__", "unknown"),
+        "platform": jax.default_backend(),
+    }
+
+
+def env_steps(config: PPOConfig) -> np.ndarray:
+    """Environment steps done by the end of each update, shape ``(num_updates,)``."""
+    return config.frames_per_update * np.arange(1, config.num_updates + 1)
+
+
+def write_train_run(
+    out: Path,
+    config: PPOConfig,
+    optimizer: Optimizer,
+    seeds: Sequence[int],
+    metrics: dict[str, np.ndarray],
+    wall_time: float,
+    command: Sequence[str],
+) -> dict:
+    """Writes a training run's records and returns its summary."""
+    out = Path(out)
+    write_json(
+        out / "config.json",
+        {
+            "command": list(command),
+            "ppo": dataclasses.asdict(config),
+            "optimizer": optimizer.description,
+            "seeds": list(seeds),
+            "versions": versions(),
+        },
+    )
+    returns = np.asarray(metrics["return"])
+    steps = env_steps(config)
+    header = "update,env_steps," + ",".join(f"seed_{s}" for s in seeds)
+    rows = np.column_stack([np.arange(1, len(steps) + 1), steps, returns.T])
+    buffer = io.StringIO()
+    np.savetxt(buffer, rows, delimiter=",", header=header, comments="", fmt="%.6g")
+    atomic_write(out / "returns.csv", lambda f: f.write(buffer.getvalue().encode()))
+    atomic_write(
+        out / "metrics.npz",
+        lambda f: np.savez(f, env_steps=steps, seeds=np.asarray(seeds), **metrics),
+    )
+    final = returns[:, -1]
+    summary = {
+        "env": config.env,
+        "optimizer": optimizer.name,
+        "total_timesteps": config.num_updates * config.frames_per_update,
+        "seeds": list(seeds),
+        "final_returns": [float(x) for x in final],
+        **summarise(final),
+        "final_dormant_fraction": float(np.mean(metrics["dormant_fraction"][:, -1])),
+        "wall_time_s": wall_time,
+        "env_steps_per_second": len(seeds) * steps[-1] / wall_time,
+    }
+    write_json(out / "summary.json", summary)
+    return summary
