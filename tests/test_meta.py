@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -257,6 +258,11 @@ def test_meta_train_cli_one_generation(tmp_path, capsys):
     assert "held-out return" in capsys.readouterr().out
     saved = json.loads((out / "optimizer.json").read_text())
     assert saved["config"]["cell"] == "lstm"
+    # A run killed before its first line of metrics resumes from the start.
+    (out / "metrics.jsonl").write_text("")
+    shutil.rmtree(out / "checkpoints")
+    main(["meta-train", "--resume", str(out), "--generations", "2", "--no-progress"])
+    assert [r["generation"] for r in read_metrics(out)] == [0, 1, 2]
     main(
         [
             "train",

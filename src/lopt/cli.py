@@ -230,6 +230,7 @@ def run_meta_train(args: MetaTrain) -> dict:
     from tqdm.auto import tqdm
 
     from lopt.analysis.plots import plot_meta_training
+    from lopt.meta.checkpoint import resume_generation
     from lopt.meta.loop import meta_train, read_config, read_metrics
     from lopt.runs.records import versions
     from lopt.runs.rundir import prepare_run_dir
@@ -260,7 +261,7 @@ def run_meta_train(args: MetaTrain) -> dict:
         f"{es.strategy}, population {es.population_size}, {es.num_generations} "
         f"generations -> {out}"
     )
-    start = read_metrics(out)[-1]["generation"] if args.resume else 0
+    start = resume_generation(out) if args.resume else 0
     bar = tqdm(
         total=es.num_generations,
         initial=start,

@@ -47,6 +47,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def resume_generation(run_dir: Path) -> int:
+    """The generation a resumed run starts from: the newest checkpoint's, or 0."""
+    path = latest_checkpoint(run_dir)
+    return int(_NAME.search(path.name).group(1)) if path is not None else 0
+
+
 def load_checkpoint(path: Path, template: Any) -> tuple[int, Any]:
     """``(generation, state)`` from ``path``, with ``template``'s tree structure."""
     leaves, treedef = jax.tree.flatten(template)
