@@ -25,6 +25,25 @@ def _pyplot():
     return plt
 
 
+def _mean_band(ax, x, runs: np.ndarray, style: str, label: str, **kwargs) -> None:
+    """The mean of ``runs`` (shape ``(n, len(x))``) and its 95% band (n > 1)."""
+    mean, half = mean_and_ci(runs)
+    line = ax.plot(x, mean, style, label=label, **kwargs)[0]
+    if runs.shape[0] > 1:
+        ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+
+
+def _save(fig, paths: Sequence[Path]) -> list[Path]:
+    """Grid, layout, write to every path, close: the last steps of every figure."""
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    for path in paths:
+        fig.savefig(path)
+    _pyplot().close(fig)
+    return list(paths)
+
+
 def plot_learning_curves(
     env_steps: np.ndarray,
     curves: Mapping[str, np.ndarray],
@@ -45,28 +64,14 @@ def plot_learning_curves(
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for i, (label, values) in enumerate(curves.items()):
         values = np.asarray(values)
-        mean, half = mean_and_ci(values)
         style = LINE_STYLES[i % len(LINE_STYLES)]
-        n = values.shape[0]
-        line = ax.plot(env_steps, mean, style, lw=1.6, label=f"{label} (n={n})")[0]
-        if n > 1:
-            ax.fill_between(
-                env_steps, mean - half, mean + half, color=line.get_color(), alpha=0.2
-            )
+        _mean_band(ax, env_steps, values, style, f"{label} (n={len(values)})", lw=1.6)
     ax.set_xlabel("environment steps (frames)")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.grid(alpha=0.3)
     ax.legend(title="mean ± 95% CI over seeds", fontsize=8, title_fontsize=8)
-    fig.tight_layout()
-    written = []
-    for fmt in formats:
-        out = Path(path).with_suffix(f".{fmt}")
-        fig.savefig(out)
-        written.append(out)
-    plt.close(fig)
-    return written
+    return _save(fig, [Path(path).with_suffix(f".{fmt}") for fmt in formats])
 
 
 def plot_meta_training(records: Sequence[dict], out_dir: Path) -> list[Path]:
@@ -88,31 +93,20 @@ def plot_meta_training(records: Sequence[dict], out_dir: Path) -> list[Path]:
             ax.set_title(env)
             ax.set_xlabel("generation")
             ax.set_ylabel("final return (raw fitness)")
-            ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "fitness.png")
-        fig.savefig(written[-1])
-        plt.close(fig)
+        written += _save(fig, [out_dir / "fitness.png"])
     evals = [r for r in records if "heldout" in r]
     if evals:
         envs = list(evals[0]["heldout"])
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
         for i, env in enumerate(envs):
             x = [r["generation"] for r in evals]
-            runs = np.array([r["heldout"][env]["returns"] for r in evals])
-            mean, half = mean_and_ci(runs.T)
-            line = ax.plot(x, mean, LINE_STYLES[i % 4], marker="o", ms=3, label=env)[0]
-            ax.fill_between(
-                x, mean - half, mean + half, color=line.get_color(), alpha=0.2
-            )
+            runs = np.array([r["heldout"][env]["returns"] for r in evals]).T
+            style = LINE_STYLES[i % len(LINE_STYLES)]
+            _mean_band(ax, x, runs, style, env, marker="o", ms=3)
         ax.set_xlabel("generation")
         ax.set_ylabel("final return on held-out seeds")
         ax.set_title("current optimizer on held-out seeds (mean ± 95% CI)")
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "heldout.png")
-        fig.savefig(written[-1])
-        plt.close(fig)
+        written += _save(fig, [out_dir / "heldout.png"])
     return written
