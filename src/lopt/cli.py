@@ -73,7 +73,7 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         )
 
 
-def run_train(args: Train) -> dict:
+def run_train(args: Train, command: list[str]) -> dict:
     from lopt.analysis.plots import plot_learning_curves
     from lopt.configs.presets import preset_for
     from lopt.optim.spec import from_spec
@@ -105,7 +105,7 @@ def run_train(args: Train) -> dict:
             config, optimizer, seeds, on_progress=lambda n: bar.update(n - bar.n)
         )
     wall = time.perf_counter() - start
-    summary = write_train_run(out, config, optimizer, seeds, metrics, wall, sys.argv)
+    summary = write_train_run(out, config, optimizer, seeds, metrics, wall, command)
     plot_learning_curves(
         env_steps(config),
         {optimizer.name: metrics["return"]},
@@ -226,7 +226,7 @@ def _meta_config(args: MetaTrain):
     return config
 
 
-def run_meta_train(args: MetaTrain) -> dict:
+def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     from tqdm.auto import tqdm
 
     from lopt.analysis.plots import plot_meta_training
@@ -286,7 +286,7 @@ def run_meta_train(args: MetaTrain) -> dict:
             config,
             out,
             resume=args.resume is not None,
-            command=sys.argv,
+            command=command,
             versions=versions(),
             on_generation=on_generation,
         )
@@ -315,7 +315,99 @@ def run_meta_train(args: MetaTrain) -> dict:
     return summary
 
 
-COMMANDS = {"train": (Train, run_train), "meta-train": (MetaTrain, run_meta_train)}
+@dataclasses.dataclass
+class Eval:
+    """Compare optimizers over seeds and environments: statistics, plots, report."""
+
+    env: str = "cartpole"
+    """environment(s), comma-separated, e.g. breakout,asterix"""
+    optimizers: str = "adam,rmsprop,lion"
+    """comma-separated: adam, rmsprop, lion, sgd, open:PATH"""
+    seeds: int = 4
+    """seeds per optimizer and environment (the same seeds for all; vmapped)"""
+    seed: int = 0
+    """first seed"""
+    preset: str = "default"
+    """PPO settings: default or small"""
+    total_timesteps: int | None = None
+    """environment steps per run (default: the preset's)"""
+    reference: str = "adam"
+    """optimizer whose mean return normalises scores across environments"""
+    reps: int = 2000
+    """bootstrap resamples for the confidence intervals"""
+    out: Path | None = None
+    """evaluation directory (default: runs/eval/<envs>-<time>)"""
+    overwrite: bool = False
+    """write into an existing non-empty --out"""
+    progress: bool = True
+    """show a progress bar per (environment, optimizer)"""
+
+
+def run_eval(args: Eval, command: list[str]) -> dict:
+    from lopt.analysis.report import analyse, notes, tables
+    from lopt.runs.evaluation import run_evaluation
+    from lopt.runs.records import versions
+    from lopt.runs.rundir import prepare_run_dir
+
+    envs = [e.strip() for e in args.env.split(",") if e.strip()]
+    specs = [o.strip() for o in args.optimizers.split(",") if o.strip()]
+    if args.seeds < 2:
+        _fail("--seeds must be at least 2 for confidence intervals")
+    if not envs or not specs:
+        _fail("give at least one --env and one --optimizers entry")
+    out = args.out or _default_out("eval", *envs)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    bars = []
+
+    def on_pair(env: str, name: str, num_updates: int):
+        bar = _progress_bar(num_updates, f"{env} {name}", args.progress)
+        bars.append(bar)
+        return lambda n: bar.update(n - bar.n)
+
+    try:
+        prepare_run_dir(out, args.overwrite)
+        print(
+            f"lopt eval: {', '.join(specs)} on {', '.join(envs)}, {len(seeds)} seeds "
+            f"-> {out}"
+        )
+        curves = run_evaluation(
+            envs,
+            specs,
+            seeds,
+            out,
+            preset=args.preset,
+            total_timesteps=args.total_timesteps,
+            on_pair=on_pair,
+            command=command,
+        )
+    except ValueError as err:
+        _fail(str(err))
+    finally:
+        for bar in bars:
+            bar.close()
+    summary = analyse(
+        curves,
+        out,
+        reference=args.reference,
+        reps=args.reps,
+        seed=args.seed,
+        command=command,
+        versions=versions(),
+    )
+    for note in notes(summary):
+        print(note)
+    for title, header, rows in tables(summary):
+        print(f"\n{title}")
+        _print_table([dict(zip(header, r, strict=True)) for r in rows], header)
+    print(f"\nreport: {out / 'report.html'} (and report.md, summary.json, figures/)")
+    return summary
+
+
+COMMANDS = {
+    "train": (Train, run_train),
+    "meta-train": (MetaTrain, run_meta_train),
+    "eval": (Eval, run_eval),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -325,9 +417,11 @@ def main(argv: list[str] | None = None) -> None:
         args=argv,
         description=f"lopt {__version__}: learned optimization for RL in JAX",
     )
+    # What config.json and reports record: the command as the user typed it.
+    command = ["lopt", *(sys.argv[1:] if argv is None else argv)]
     for cls, run in COMMANDS.values():
         if isinstance(args, cls):
-            run(args)
+            run(args, command)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,146 @@ def plot_meta_training(records: Sequence[dict], out_dir: Path) -> list[Path]:
         ax.legend(fontsize=8)
         written += _save(fig, [out_dir / "heldout.png"])
     return written
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
+
+
+def plot_intervals(
+    estimates: Mapping[str, Mapping[str, Mapping[str, float]]],
+    path: Path,
+    *,
+    title: str = "",
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Point estimates and 95% intervals, one panel per aggregate (rliable style).
+
+    Args:
+      estimates: optimizer -> aggregate -> ``{"point", "low", "high"}``, as
+        :func:`lopt.analysis.stats.interval_estimates` returns.
+      path: output path; its suffix is replaced by each format.
+    """
+    plt = _pyplot()
+    names = list(estimates)
+    aggregates = list(next(iter(estimates.values())))
+    fig, axes = plt.subplots(
+        1, len(aggregates), figsize=(3.0 * len(aggregates), 0.5 * len(names) + 1.4)
+    )
+    for ax, agg in zip(np.atleast_1d(axes), aggregates, strict=True):
+        for i, name in enumerate(names):
+            e = estimates[name][agg]
+            ax.plot([e["low"], e["high"]], [i, i], color="0.3", lw=4, alpha=0.5)
+            ax.plot(e["point"], i, MARKERS[i % len(MARKERS)], color="black", ms=6)
+        ax.set_yticks(range(len(names)), names if ax is np.atleast_1d(axes)[0] else [])
+        ax.set_ylim(-0.6, len(names) - 0.4)
+        ax.set_title(
+            agg.replace("_", " ") + (" (lower is better)" if "gap" in agg else "")
+        )
+        ax.set_xlabel("score")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, [Path(path).with_suffix(f".{fmt}") for fmt in formats])
+
+
+def plot_cosines(
+    cosines: Mapping[str, np.ndarray],
+    labels: Sequence[str],
+    path: Path,
+    *,
+    title: str = "",
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Grouped bars: each optimizer's mean cosine similarity of its updates with
+    the gradient and each momentum (± s.e. over seeds).
+
+    Args:
+      cosines: optimizer -> shape ``(num_seeds, len(labels))``: per seed, the
+        similarity averaged over training.
+      labels: what each column is compared with.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 3.8), dpi=120)
+    width = 0.8 / max(1, len(cosines))
+    x = np.arange(len(labels))
+    for i, (name, values) in enumerate(cosines.items()):
+        values = np.asarray(values)
+        mean = values.mean(axis=0)
+        err = (
+            values.std(axis=0, ddof=1) / np.sqrt(len(values))
+            if len(values) > 1
+            else None
+        )
+        ax.bar(
+            x + (i - (len(cosines) - 1) / 2) * width,
+            mean,
+            width,
+            yerr=err,
+            label=name,
+            color=str(0.25 + 0.5 * i / max(1, len(cosines) - 1)),
+            edgecolor="black",
+            hatch=HATCHES[i % len(HATCHES)],
+            capsize=2,
+        )
+    ax.set_xticks(x, labels, rotation=20)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_ylabel("cosine similarity with the update")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # room for the legend
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper center", ncols=min(3, len(cosines)))
+    return _save(fig, [Path(path).with_suffix(f".{fmt}") for fmt in formats])
+
+
+def plot_update_vs_gradient(
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    *,
+    title: str = "",
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Update against gradient for a sample of parameters, shaded by time.
+
+    Args:
+      samples: optimizer -> ``(gradients, updates)``, each of shape
+        ``(T, sample_size)`` (one seed; row t is update t).
+    """
+    plt = _pyplot()
+    from matplotlib.colors import LinearSegmentedColormap
+
+    # Light grey (early) to black (late): visible on white at every time.
+    cmap = LinearSegmentedColormap.from_list("time", ["0.75", "0.0"])
+    fig, axes = plt.subplots(
+        1,
+        len(samples),
+        figsize=(3.6 * len(samples) + 1.0, 3.6),
+        dpi=120,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, (name, (grads, updates)) in zip(axes[0], samples.items(), strict=True):
+        t = np.broadcast_to(np.linspace(0, 1, len(grads))[:, None], np.shape(grads))
+        points = ax.scatter(
+            np.ravel(grads),
+            np.ravel(updates),
+            c=t.ravel(),
+            cmap=cmap,
+            vmin=0,
+            vmax=1,
+            s=4,
+            edgecolors="none",
+        )
+        ax.axhline(0, color="black", lw=0.5)
+        ax.axvline(0, color="black", lw=0.5)
+        ax.set_title(name)
+        ax.set_xlabel("gradient (clipped)")
+        ax.set_ylabel("update")
+        ax.ticklabel_format(style="sci", scilimits=(-2, 2))
+    fig.colorbar(points, ax=axes[0].tolist(), label="training proportion")
+    if title:
+        fig.suptitle(title)
+    paths = [Path(path).with_suffix(f".{fmt}") for fmt in formats]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths

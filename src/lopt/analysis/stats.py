@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -45,3 +47,105 @@ def mean_and_ci(curves: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.nda
     if curves.shape[0] < 2:
         return mean, np.zeros_like(mean)
     return mean, z * curves.std(axis=0, ddof=1) / np.sqrt(curves.shape[0])
+
+
+AGGREGATES = ("mean", "median", "iqm", "optimality_gap")
+
+
+def aggregate(scores: np.ndarray) -> np.ndarray:
+    """Mean, median, IQM and optimality gap (threshold 1) of ``(runs, tasks)`` scores.
+
+    The optimality gap is the mean shortfall below 1 (rliable): with scores
+    normalised by a reference optimizer, how far runs fall short of it.
+    """
+    from rliable import metrics
+
+    return np.array(
+        [
+            metrics.aggregate_mean(scores),
+            metrics.aggregate_median(scores),
+            metrics.aggregate_iqm(scores),
+            metrics.aggregate_optimality_gap(scores, 1.0),
+        ]
+    )
+
+
+RUN_AGGREGATES = ("mean", "median", "iqm")
+
+
+def run_aggregate(scores: np.ndarray) -> np.ndarray:
+    """Mean, median and IQM over all runs of ``(runs, tasks)`` scores (for one
+    task, where rliable's median over tasks would be the mean)."""
+    x = np.asarray(scores).ravel()
+    return np.array([x.mean(), np.median(x), iqm(x)])
+
+
+def interval_estimates(
+    scores: dict[str, np.ndarray],
+    reps: int = 2000,
+    seed: int = 0,
+    func: Any = aggregate,
+    names: tuple[str, ...] = AGGREGATES,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Point estimates and 95% stratified bootstrap intervals (rliable).
+
+    Args:
+      scores: optimizer -> shape ``(num_seeds, num_tasks)``; runs are resampled
+        within each task.
+      reps: bootstrap resamples.
+      seed: of the resampling, so the same scores give the same intervals.
+      func, names: the aggregates (:func:`aggregate` or :func:`run_aggregate`)
+        and their names.
+
+    Returns:
+      optimizer -> aggregate name -> ``{"point", "low", "high"}``.
+    """
+    from rliable import library
+
+    # rliable 1.2's StratifiedBootstrap draws from NumPy's global generator and
+    # ignores its random_state: seed the global one, and restore it afterwards.
+    global_state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        points, intervals = library.get_interval_estimates(
+            {k: np.asarray(v, np.float64) for k, v in scores.items()}, func, reps=reps
+        )
+    finally:
+        np.random.set_state(global_state)  # noqa: NPY002
+    return {
+        name: {
+            agg: {
+                "point": float(points[name][i]),
+                "low": float(intervals[name][0, i]),
+                "high": float(intervals[name][1, i]),
+            }
+            for i, agg in enumerate(names)
+        }
+        for name in scores
+    }
+
+
+def normalise(
+    final: dict[str, dict[str, np.ndarray]], reference: str
+) -> dict[str, np.ndarray]:
+    """Scores divided, per task, by the reference optimizer's mean final return.
+
+    Args:
+      final: task -> optimizer -> final returns, shape ``(num_seeds,)``.
+      reference: the optimizer whose mean return is 1 on every task.
+
+    Returns:
+      optimizer -> shape ``(num_seeds, num_tasks)``, tasks in ``final``'s order.
+    """
+    tasks = list(final)
+    columns = {}
+    for task in tasks:
+        scale = float(np.mean(final[task][reference]))
+        if not np.isfinite(scale) or scale <= 0.0:
+            raise ValueError(
+                f"{reference}'s mean return on {task} is {scale:.4g}: only a "
+                "positive return can normalise the scores"
+            )
+        for name, returns in final[task].items():
+            columns.setdefault(name, []).append(np.asarray(returns) / scale)
+    return {name: np.stack(cols, axis=1) for name, cols in columns.items()}

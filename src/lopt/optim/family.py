@@ -117,13 +117,18 @@ def open_family(
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
     name: str = "open",
+    track_noise: bool = False,
 ) -> Optimizer:
     """OPEN with ``meta_params`` as its default (vmappable) parameters."""
 
     def build(theta: Any, num_steps: int) -> optax.GradientTransformationExtraArgs:
         del num_steps  # OPEN's schedule comes from training_prop, not a step count
         return open_optimizer(
-            theta, config, noise_mask=noise_mask, layer_props=layer_props
+            theta,
+            config,
+            noise_mask=noise_mask,
+            layer_props=layer_props,
+            track_noise=track_noise,
         )
 
     return Optimizer(

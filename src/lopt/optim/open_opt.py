@@ -52,6 +52,10 @@ class OPENState(NamedTuple):
     momentum: jax.Array  # shape=(6, num_params): gradient EMAs at MOMENTUM_DECAYS
     carry: jax.Array  # shape=(carry_size, num_params): recurrent state per parameter
     count: jax.Array  # shape=(), int32: updates applied so far
+    # shape=(): sum |noise| / sum |p| over the noised (actor) elements at the last
+    # step, the paper's normalised noise weight |alpha_3 delta eps| / |p|; kept
+    # only with track_noise (0 otherwise), since it costs two more passes
+    noise_magnitude: jax.Array
 
 
 class OPENStep(NamedTuple):
@@ -78,14 +82,9 @@ def _unflatten(flat: jax.Array, like: Any) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
-def _masked_normal(key: jax.Array, noise_mask: Any, params: Any) -> jax.Array:
-    """N(0, 1) on the elements of masked leaves, 0 elsewhere: shape (num_params,).
-
-    Every element is drawn and the mask multiplies: one branch-free kernel, several
-    times faster on CPU than drawing the masked elements alone and concatenating.
-    """
-    mask = tree_paths.per_element(tree_paths.resolve(noise_mask, params), params)
-    return mask * threefry_normal(key, mask.size)
+def _noise_mask(noise_mask: Any, params: Any) -> jax.Array:
+    """1.0 on the elements of masked leaves, 0.0 elsewhere: shape (num_params,)."""
+    return tree_paths.per_element(tree_paths.resolve(noise_mask, params), params)
 
 
 def open_inputs(
@@ -156,6 +155,7 @@ def open_step(
     dormancy: Any,
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
+    track_noise: bool = False,
 ) -> OPENStep:
     """The deterministic and stochastic parts of one OPEN step (no mean shift).
 
@@ -172,8 +172,21 @@ def open_step(
     )
     carry, (m, e, delta) = apply_network(meta_params, state.carry, inputs)
     deterministic = config.step_mult * m * jnp.exp(config.exp_mult * e)
-    noise = config.step_mult * delta * _masked_normal(key, noise_mask, params)
-    new_state = OPENState(momentum=momentum, carry=carry, count=state.count + 1)
+    # Every element is drawn and the mask multiplies: one branch-free kernel,
+    # several times faster on CPU than drawing the masked elements alone.
+    mask = _noise_mask(noise_mask, params)
+    noise = config.step_mult * delta * mask * threefry_normal(key, mask.size)
+    if track_noise:
+        scale = jnp.sum(mask * jnp.abs(_flatten(params).astype(jnp.float32)))
+        noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
+    else:
+        noise_magnitude = state.noise_magnitude
+    new_state = OPENState(
+        momentum=momentum,
+        carry=carry,
+        count=state.count + 1,
+        noise_magnitude=noise_magnitude,
+    )
     return OPENStep(deterministic=deterministic, noise=noise, state=new_state)
 
 
@@ -183,6 +196,7 @@ def open_optimizer(
     *,
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
+    track_noise: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """OPEN, the learned optimizer for RL, as an optax transformation.
 
@@ -197,6 +211,7 @@ def open_optimizer(
       layer_props: a tree of floats shaped like the params, or a function of the
         params: the ``layer_prop`` feature. Default: from tree paths
         (:func:`lopt.optim.tree_paths.layer_props`).
+      track_noise: keep ``state.noise_magnitude`` up to date (for analysis).
 
     Returns:
       A transformation whose ``update(grads, state, params, *, key,
@@ -213,6 +228,7 @@ def open_optimizer(
             momentum=jnp.zeros((len(MOMENTUM_DECAYS), num_params), jnp.float32),
             carry=jnp.zeros((config.carry_size, num_params), jnp.float32),
             count=jnp.zeros((), jnp.int32),
+            noise_magnitude=jnp.zeros((), jnp.float32),
         )
 
     def update_fn(
@@ -244,6 +260,7 @@ def open_optimizer(
             dormancy=dormancy,
             noise_mask=noise_mask,
             layer_props=layer_props,
+            track_noise=track_noise,
         )
         u = step.deterministic + step.noise
         return _unflatten(-(u - jnp.mean(u)), params), step.state

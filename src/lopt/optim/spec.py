@@ -29,6 +29,8 @@ def known_specs() -> str:
 def from_spec(
     spec: str,
     defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    track_noise: bool = False,
     **overrides: Any,
 ) -> Optimizer:
     """Builds the optimizer ``spec`` names.
@@ -39,6 +41,7 @@ def from_spec(
         ``{"adam": {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.99, "anneal": True}}``.
       **overrides: hyperparameters that replace the defaults (``None`` values are
         ignored), e.g. ``learning_rate=3e-4``.
+      track_noise: a learned optimizer keeps its noise magnitude in its state.
 
     Raises:
       OptimizerSpecError: an unknown name, or hyperparameters given to a learned
@@ -61,7 +64,12 @@ def from_spec(
                 "to set (hyperparameters apply to adam, rmsprop, lion and sgd)"
             )
         meta_params, config = load_open(path)
-        optimizer = open_family(meta_params, config, name=f"open:{Path(path).stem}")
+        optimizer = open_family(
+            meta_params,
+            config,
+            name=f"open:{Path(path).stem}",
+            track_noise=track_noise,
+        )
         return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")
     raise OptimizerSpecError(f"unknown optimizer {spec!r}; choose from {known_specs()}")
 

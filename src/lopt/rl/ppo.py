@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt.envs.registry import make_env
+from lopt.optim.diagnostics import with_diagnostics
 from lopt.optim.dormancy import dormancy_tree, dormant_fraction
 from lopt.optim.family import Optimizer
 from lopt.rl import networks, progress
@@ -52,6 +53,10 @@ class PPOConfig:
     """global-norm clip, applied to actor and critic gradients separately"""
     hidden_size: int = 64
     activation: str = "relu"
+    diagnostics: bool = False
+    """also record how the optimizer's updates align with the gradient and its
+    momenta, its learned noise, and sampled (gradient, update) pairs
+    (:mod:`lopt.optim.diagnostics`); costs memory and time"""
 
     def __post_init__(self):
         if self.num_updates < 1:
@@ -156,6 +161,10 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
         value, critic_acts = critic.apply(params["critic"], obs)
         return logits, value[..., 0], {"actor": actor_acts, "critic": critic_acts}
 
+    def build_tx(opt_params: Any) -> optax.GradientTransformationExtraArgs:
+        tx = optimizer.build(opt_params, config.num_optimizer_steps)
+        return with_diagnostics(tx) if config.diagnostics else tx
+
     # INIT --------------------------------------------------------------------
     def init(key: jax.Array, opt_params: Any) -> RunnerState:
         key, key_networks, key_env = jax.random.split(key, 3)
@@ -166,7 +175,7 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             "actor": actor.init(key_networks, dummy),
             "critic": critic.init(key_networks, dummy),
         }
-        tx = optimizer.build(opt_params, config.num_optimizer_steps)
+        tx = build_tx(opt_params)
         obs, env_state = vmap_reset(
             jax.random.split(key_env, config.num_envs), env_params
         )
@@ -254,6 +263,8 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             "dormant_fraction": dormant_fraction(activations),
             "update_magnitude": jnp.mean(jnp.abs(flat_updates)),
         }
+        if config.diagnostics:
+            metrics.update(opt_state.stats)
         return (params, opt_state, iteration + 1, key), metrics
 
     def epoch_step(tx, carry, samples: Minibatch):
@@ -271,7 +282,7 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
         return carry, metrics
 
     def update_step(state: RunnerState, opt_params: Any):
-        tx = optimizer.build(opt_params, config.num_optimizer_steps)
+        tx = build_tx(opt_params)
         (params, env_state, obs, key), traj = jax.lax.scan(
             env_step,
             (state.params, state.env_state, state.obs, state.key),
@@ -301,7 +312,8 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             None,
             config.update_epochs,
         )
-        metrics = {k: jnp.mean(v) for k, v in step_metrics.items()}
+        # Means over the update's (epoch, minibatch) steps.
+        metrics = {k: jnp.mean(v, axis=(0, 1)) for k, v in step_metrics.items()}
         metrics["return"] = jnp.mean(traj.returned_episode_return[-1])
         new_state = RunnerState(params, opt_state, env_state, obs, iteration, key)
         return new_state, metrics
@@ -320,7 +332,9 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
           ``return`` (mean over environments of the last completed episode's
           return at the end of each rollout, OPEN's fitness at the final update),
           ``dormant_fraction``, ``update_magnitude`` (mean |update| per element),
-          ``actor_loss``, ``value_loss``, ``entropy``.
+          ``actor_loss``, ``value_loss``, ``entropy``; with ``diagnostics`` also
+          :data:`lopt.optim.diagnostics.STAT_NAMES` (``cos_momentum`` of shape
+          ``(num_updates, 6)``, the samples ``(num_updates, sample_size)``).
         """
         return run(init(key, opt_params), opt_params, config.num_updates)
 

@@ -25,20 +25,18 @@ from lopt.runs.rundir import write_json
 
 def versions() -> dict[str, str]:
     """Versions of lopt, Python and the libraries that shape the numbers."""
-    import flax
-    import gymnax
-    import jax
-    import optax
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
-        "lopt": __version__,
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "gymnax": getattr(gymnax, "__version__", "unknown"),
-        "platform": jax.default_backend(),
-    }
+    import jax
+
+    found = {"lopt": __version__, "python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "evosax", "rliable"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    found["platform"] = jax.default_backend()
+    return found
 
 
 def env_steps(config: PPOConfig) -> np.ndarray:

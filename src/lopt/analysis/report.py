@@ -1,0 +1,275 @@
+"""An evaluation's statistics, figures and report, from its per-pair curves.
+
+:func:`analyse` takes the curves of :func:`lopt.runs.evaluation.run_evaluation`
+and writes into the evaluation's directory:
+
+- ``summary.json``: final returns per environment, optimizer and seed; per
+  environment the mean, median and IQM of final return with 95% stratified
+  bootstrap intervals; across environments the same and the optimality gap of
+  scores normalised by the reference optimizer (Adam by default);
+- ``figures/``: learning curves, interval plots, dormant fraction, learned noise,
+  cosine similarities of updates with the gradient and momenta, and update against
+  gradient (PNG and SVG);
+- ``report.md`` and ``report.html`` (self-contained: images embedded) with the
+  tables, the figures, the command and the versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lopt.analysis import plots
+from lopt.analysis.stats import (
+    AGGREGATES,
+    RUN_AGGREGATES,
+    interval_estimates,
+    normalise,
+    run_aggregate,
+)
+from lopt.atomic import atomic_write
+from lopt.optim.features import MOMENTUM_DECAYS
+from lopt.runs.evaluation import Curves, slug
+from lopt.runs.rundir import write_json
+
+COSINE_LABELS = ("gradient", *(f"momentum β={b:g}" for b in MOMENTUM_DECAYS))
+
+
+def _by_env(curves: Sequence[Curves]) -> dict[str, dict[str, Curves]]:
+    out: dict[str, dict[str, Curves]] = {}
+    for c in curves:
+        out.setdefault(c.env, {})[c.optimizer] = c
+    return out
+
+
+def _env_figures(env: str, pairs: dict[str, Curves], fig_dir: Path) -> list[Path]:
+    name = slug(env)
+    steps = next(iter(pairs.values())).env_steps
+    figures = plots.plot_learning_curves(
+        steps,
+        {k: c.metrics["return"] for k, c in pairs.items()},
+        fig_dir / f"return_{name}",
+        title=f"{env}: return",
+        formats=("png", "svg"),
+    )
+    figures += plots.plot_learning_curves(
+        steps,
+        {k: c.metrics["dormant_fraction"] for k, c in pairs.items()},
+        fig_dir / f"dormancy_{name}",
+        title=f"{env}: dormant neurons (score ≤ 1e-7)",
+        ylabel="dormant fraction of hidden neurons",
+        formats=("png", "svg"),
+    )
+    noisy = {
+        k: c.metrics["noise_magnitude"]
+        for k, c in pairs.items()
+        if np.all(np.isfinite(c.metrics["noise_magnitude"]))
+    }
+    if noisy:
+        figures += plots.plot_learning_curves(
+            steps,
+            noisy,
+            fig_dir / f"noise_{name}",
+            title=f"{env}: learned noise on the actor",
+            ylabel="sum |noise| / sum |actor params|",
+            formats=("png", "svg"),
+        )
+    cosines = {
+        k: np.concatenate(
+            [
+                c.metrics["cos_gradient"].mean(axis=1, keepdims=True),
+                c.metrics["cos_momentum"].mean(axis=1),
+            ],
+            axis=1,
+        )
+        for k, c in pairs.items()
+    }
+    figures += plots.plot_cosines(
+        cosines,
+        COSINE_LABELS,
+        fig_dir / f"cosine_{name}",
+        title=f"{env}: updates against gradient and momenta (mean over training)",
+    )
+    figures += plots.plot_update_vs_gradient(
+        {
+            k: (c.metrics["sample_gradient"][0], c.metrics["sample_update"][0])
+            for k, c in pairs.items()
+        },
+        fig_dir / f"update_vs_gradient_{name}",
+        title=f"{env}: a sample of parameters, first seed",
+    )
+    return figures
+
+
+def analyse(
+    curves: Sequence[Curves],
+    out: Path,
+    *,
+    reference: str | None = "adam",
+    reps: int = 2000,
+    seed: int = 0,
+    command: Sequence[str] = (),
+    versions: dict | None = None,
+) -> dict[str, Any]:
+    """Statistics, figures and report of an evaluation; returns the summary.
+
+    Args:
+      curves: every (environment, optimizer) pair, the same seeds for each.
+      out: the evaluation's directory.
+      reference: the optimizer that normalises scores across environments (its
+        mean final return is 1 on each); None or absent: no normalised table.
+      reps, seed: of the bootstrap.
+    """
+    out = Path(out)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    by_env = _by_env(curves)
+    final = {
+        env: {k: c.final_returns for k, c in pairs.items()}
+        for env, pairs in by_env.items()
+    }
+    per_env = {
+        env: interval_estimates(
+            {k: v[:, None] for k, v in scores.items()},
+            reps,
+            seed,
+            func=run_aggregate,
+            names=RUN_AGGREGATES,
+        )
+        for env, scores in final.items()
+    }
+    figures: list[Path] = []
+    for env, pairs in by_env.items():
+        figures += plots.plot_intervals(
+            {k: {a: e[a] for a in RUN_AGGREGATES} for k, e in per_env[env].items()},
+            fig_dir / f"intervals_{slug(env)}",
+            title=f"{env}: final return (95% stratified bootstrap CIs)",
+        )
+        figures += _env_figures(env, pairs, fig_dir)
+    normalised, skipped = None, None
+    names = list(next(iter(final.values())))
+    if reference is None or reference not in names:
+        skipped = f"the reference optimizer {reference!r} was not evaluated"
+    else:
+        try:
+            normalised = interval_estimates(normalise(final, reference), reps, seed)
+        except ValueError as err:  # e.g. negative returns (Acrobot)
+            skipped = str(err)
+    if normalised is not None:
+        figures += plots.plot_intervals(
+            normalised,
+            fig_dir / "intervals_normalised",
+            title=f"{len(final)} environment(s), scores / {reference}'s mean return",
+        )
+    summary = {
+        "final_returns": {
+            env: {k: v.tolist() for k, v in s.items()} for env, s in final.items()
+        },
+        "per_env": per_env,
+        "normalised": normalised,
+        "reference": reference if normalised is not None else None,
+        "normalised_skipped": skipped,
+        "num_seeds": len(curves[0].final_returns),
+        "bootstrap": {"reps": reps, "seed": seed, "confidence": 0.95},
+        "command": list(command),
+        "versions": versions or {},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(out / "summary.json", summary)
+    _write_report(summary, [f for f in figures if f.suffix == ".png"], out)
+    return summary
+
+
+def _cell(e: dict[str, float]) -> str:
+    return f"{e['point']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
+
+
+def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's tables as (title, header, rows) of strings."""
+    out = []
+    for env, estimates in summary["per_env"].items():
+        header = ["optimizer", *(f"{a} [95% CI]" for a in RUN_AGGREGATES)]
+        rows = [
+            [name, *(_cell(e[a]) for a in RUN_AGGREGATES)]
+            for name, e in estimates.items()
+        ]
+        out.append((f"{env}: final return", header, rows))
+    if summary["normalised"]:
+        header = ["optimizer", *(f"{a} [95% CI]" for a in AGGREGATES)]
+        rows = [
+            [name, *(_cell(e[a]) for a in AGGREGATES)]
+            for name, e in summary["normalised"].items()
+        ]
+        title = f"all environments: final return / {summary['reference']}'s mean"
+        out.append((title, header, rows))
+    return out
+
+
+def notes(summary: dict) -> list[str]:
+    """What the report leaves out, and why."""
+    if summary["normalised_skipped"]:
+        return [f"No normalised table: {summary['normalised_skipped']}."]
+    return []
+
+
+def _write_report(summary: dict, figures: Sequence[Path], out: Path) -> None:
+    command = " ".join(summary["command"]) or "(library call)"
+    versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+    intro = (
+        f"{summary['num_seeds']} seeds per optimizer and environment; 95% stratified "
+        f"bootstrap confidence intervals ({summary['bootstrap']['reps']} resamples, "
+        "rliable). IQM: mean of the middle 50% of runs. Optimality gap: mean "
+        "shortfall of normalised scores below 1 (lower is better)."
+    )
+    md = [
+        "# lopt evaluation",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Versions: {versions}. Date: {summary['date']}.",
+        "",
+        intro,
+        "",
+    ]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<title>lopt evaluation</title><style>",
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#111}",
+        "table{border-collapse:collapse;margin:1em 0}",
+        "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}",
+        "td:first-child,th:first-child{text-align:left}",
+        "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}",
+        "code{background:#f3f3f3;padding:.1em .3em}</style></head><body>",
+        "<h1>lopt evaluation</h1>",
+        f"<p>Command: <code>{html.escape(command)}</code></p>",
+        f"<p>Versions: {html.escape(versions)}. Date: {summary['date']}.</p>",
+        f"<p>{html.escape(intro)}</p>",
+    ]
+    for note in notes(summary):
+        md += [note, ""]
+        parts += [f"<p>{html.escape(note)}</p>"]
+    for title, header, rows in tables(summary):
+        md += [f"## {title}", "", "| " + " | ".join(header) + " |"]
+        md += ["|" + "---|" * len(header)]
+        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        parts += [f"<h2>{html.escape(title)}</h2><table><tr>"]
+        parts += [f"<th>{html.escape(h)}</th>" for h in header] + ["</tr>"]
+        for r in rows:
+            parts += ["<tr>", *(f"<td>{html.escape(c)}</td>" for c in r), "</tr>"]
+        parts += ["</table>"]
+    md += ["## Figures", ""]
+    parts += ["<h2>Figures</h2>"]
+    for fig in figures:
+        rel = fig.relative_to(out).as_posix()
+        md += [f"![{fig.stem}]({rel})", ""]
+        data = base64.b64encode(fig.read_bytes()).decode()
+        parts += [f"<img alt='{fig.stem}' src='data:image/png;base64,{data}'>"]
+    parts += ["</body></html>"]
+    atomic_write(out / "report.md", lambda f: f.write("\n".join(md).encode()))
+    atomic_write(out / "report.html", lambda f: f.write("\n".join(parts).encode()))

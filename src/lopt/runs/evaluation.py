@@ -1,0 +1,122 @@
+"""Every optimizer on every environment over the same seeds, with diagnostics.
+
+:func:`run_evaluation` trains PPO for each (environment, optimizer) pair over
+``seeds`` (vmapped), with :mod:`lopt.optim.diagnostics` switched on, and writes one
+``curves/<env>/<optimizer>.npz`` per pair: ``env_steps`` ``(T,)``, ``seeds`` and
+every per-update metric ``(num_seeds, T, ...)``. The statistics and figures are
+made from these files (:mod:`lopt.analysis`), never during training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lopt.atomic import atomic_write
+from lopt.configs.presets import preset_for
+from lopt.envs.registry import canonical_name
+from lopt.optim.spec import from_spec
+from lopt.rl.runner import train_seeds
+from lopt.runs.records import env_steps, versions
+from lopt.runs.rundir import write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """One (environment, optimizer) pair's per-update metrics over seeds."""
+
+    env: str
+    optimizer: str
+    env_steps: np.ndarray  # shape=(T,)
+    metrics: dict[str, np.ndarray]  # name -> (num_seeds, T, ...)
+
+    @property
+    def final_returns(self) -> np.ndarray:
+        """shape ``(num_seeds,)``: the return at the last update (OPEN §3.3)."""
+        return self.metrics["return"][:, -1]
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of an environment or optimizer name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def curves_path(out: Path, env: str, optimizer: str) -> Path:
+    return Path(out) / "curves" / slug(env) / f"{slug(optimizer)}.npz"
+
+
+def run_evaluation(
+    envs: Sequence[str],
+    optimizer_specs: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    *,
+    preset: str = "default",
+    total_timesteps: int | None = None,
+    on_pair: Callable[[str, str, int], Callable[[int], None] | None] | None = None,
+    command: Sequence[str] = (),
+) -> list[Curves]:
+    """Trains every optimizer on every environment; writes and returns the curves.
+
+    Args:
+      envs: environment names or aliases.
+      optimizer_specs: as ``lopt train --optimizer`` takes them; hand-crafted ones
+        use each environment's preset hyperparameters.
+      seeds: the same seeds for every pair.
+      out: the evaluation's directory.
+      preset: PPO preset variant (``default`` or ``small``).
+      total_timesteps: environment steps per run (default: the preset's).
+      on_pair: called with (env, optimizer name, num_updates) before each pair;
+        may return a progress callback taking the updates done.
+      command: recorded in ``config.json``.
+
+    Raises:
+      ValueError (its subclasses): an unknown environment or optimizer, a bad
+      optimizer file; all are checked before anything trains.
+    """
+    pairs = []
+    for env in envs:
+        env_preset = preset_for(env, preset)
+        config = dataclasses.replace(env_preset.ppo, diagnostics=True)
+        if total_timesteps is not None:
+            config = dataclasses.replace(config, total_timesteps=total_timesteps)
+        for spec in optimizer_specs:
+            optimizer = from_spec(spec, env_preset.optimizers, track_noise=True)
+            pairs.append((canonical_name(env), config, optimizer))
+    names = [o.name for _, _, o in pairs[: len(optimizer_specs)]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two optimizers share a name: {names}; rename a file")
+    write_json(
+        Path(out) / "config.json",
+        {
+            "command": list(command),
+            "seeds": list(seeds),
+            "runs": [
+                {
+                    "env": env,
+                    "ppo": dataclasses.asdict(config),
+                    "optimizer": optimizer.description,
+                }
+                for env, config, optimizer in pairs
+            ],
+            "versions": versions(),
+        },
+    )
+
+    results = []
+    for env, config, optimizer in pairs:
+        progress = on_pair(env, optimizer.name, config.num_updates) if on_pair else None
+        metrics, _ = train_seeds(config, optimizer, seeds, on_progress=progress)
+        curves = Curves(env, optimizer.name, env_steps(config), metrics)
+        atomic_write(
+            curves_path(out, env, optimizer.name),
+            lambda f, c=curves: np.savez(
+                f, env_steps=c.env_steps, seeds=np.asarray(seeds), **c.metrics
+            ),
+        )
+        results.append(curves)
+    return results

@@ -1,0 +1,173 @@
+"""lopt eval: statistics with known answers, a smoke run, the report."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from lopt.analysis.report import analyse, notes
+from lopt.analysis.stats import interval_estimates, normalise, run_aggregate
+from lopt.cli import main
+from lopt.runs.evaluation import Curves
+
+
+def test_bootstrap_interval_contains_the_true_mean():
+    rng = np.random.default_rng(0)
+    scores = {"x": rng.normal(2.0, 1.0, size=(64, 1))}
+    e = interval_estimates(scores, reps=1000, seed=0)["x"]
+    assert e["mean"]["low"] < 2.0 < e["mean"]["high"]
+    # The interval of the mean of 64 N(2, 1) draws is about 2 * 1.96 / 8 wide.
+    assert 0.3 < e["mean"]["high"] - e["mean"]["low"] < 0.7
+    again = interval_estimates(scores, reps=1000, seed=0)["x"]
+    assert again == e
+
+
+def test_aggregates_by_hand():
+    scores = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0], [6.0], [100.0]])
+    mean, median, iqm = run_aggregate(scores)
+    assert (mean, median, iqm) == (121 / 8, 3.5, 3.5)
+    e = interval_estimates({"a": np.full((4, 2), 0.5)}, reps=100)["a"]
+    # Constant scores: every resample gives the same value.
+    assert e["optimality_gap"] == {"point": 0.5, "low": 0.5, "high": 0.5}
+    assert e["iqm"]["point"] == 0.5
+
+
+def test_normalise_divides_by_the_reference_mean():
+    final = {
+        "t1": {"adam": np.array([2.0, 4.0]), "x": np.array([3.0, 6.0])},
+        "t2": {"adam": np.array([10.0, 10.0]), "x": np.array([5.0, 20.0])},
+    }
+    scores = normalise(final, "adam")
+    np.testing.assert_allclose(scores["x"], [[1.0, 0.5], [2.0, 2.0]])
+    with pytest.raises(ValueError, match="only a positive return"):
+        normalise({"t": {"adam": -np.ones(2), "x": np.ones(2)}}, "adam")
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    main(
+        [
+            "eval",
+            "--env",
+            "cartpole",
+            "--optimizers",
+            "adam,sgd",
+            "--seeds",
+            "2",
+            "--total-timesteps",
+            "512",
+            "--reps",
+            "200",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    return out
+
+
+def test_eval_writes_tables_figures_and_report(evaluation):
+    summary = json.loads((evaluation / "summary.json").read_text())
+    assert list(summary["final_returns"]) == ["classic/cartpole"]
+    assert len(summary["final_returns"]["classic/cartpole"]["sgd"]) == 2
+    assert summary["normalised"]["adam"]["mean"]["point"] == pytest.approx(1.0)
+    figures = {p.name for p in (evaluation / "figures").iterdir()}
+    for stem in (
+        "return_classic_cartpole",
+        "intervals_classic_cartpole",
+        "intervals_normalised",
+        "dormancy_classic_cartpole",
+        "cosine_classic_cartpole",
+        "update_vs_gradient_classic_cartpole",
+    ):
+        assert {f"{stem}.png", f"{stem}.svg"} <= figures
+    assert "noise_classic_cartpole.png" not in figures  # no learned optimizer
+    curves = np.load(evaluation / "curves" / "classic_cartpole" / "adam.npz")
+    assert curves["return"].shape == (2, len(curves["env_steps"]))
+    assert curves["cos_momentum"].shape == (2, len(curves["env_steps"]), 6)
+    md = (evaluation / "report.md").read_text()
+    page = (evaluation / "report.html").read_text()
+    assert "classic/cartpole: final return" in md and "optimality_gap" in md
+    assert "--optimizers adam,sgd" in md and "--optimizers adam,sgd" in page
+    pngs = sum(1 for f in figures if f.endswith(".png"))
+    assert page.count("data:image/png;base64,") == pngs
+    config = json.loads((evaluation / "config.json").read_text())
+    assert config["seeds"] == [0, 1] and len(config["runs"]) == 2
+
+
+def synthetic(env, name, returns, learned=False):
+    """Curves with the given final returns and made-up diagnostics, shape (2, 3)."""
+    n, t = len(returns), 3
+    metrics = {
+        "return": np.tile(np.asarray(returns, float)[:, None], (1, t)),
+        "dormant_fraction": np.full((n, t), 0.1),
+        "noise_magnitude": np.full((n, t), 0.01 if learned else np.nan),
+        "cos_gradient": np.full((n, t), 0.5),
+        "cos_momentum": np.full((n, t, 6), 0.4),
+        "sample_gradient": np.ones((n, t, 4)),
+        "sample_update": -np.ones((n, t, 4)),
+    }
+    return Curves(env, name, np.arange(1, t + 1) * 10, metrics)
+
+
+def test_two_environments_are_normalised_by_adam(tmp_path):
+    curves = [
+        synthetic("a", "adam", [2.0, 4.0]),
+        synthetic("a", "open:x", [6.0, 6.0], learned=True),
+        synthetic("b", "adam", [10.0, 10.0]),
+        synthetic("b", "open:x", [5.0, 5.0], learned=True),
+    ]
+    summary = analyse(curves, tmp_path, reps=100)
+    # open:x scores 2 on a and 0.5 on b: mean 1.25, gap mean(max(1 - s, 0)) 0.25.
+    assert summary["normalised"]["open:x"]["mean"]["point"] == pytest.approx(1.25)
+    assert summary["normalised"]["open:x"]["optimality_gap"]["point"] == 0.25
+    assert (tmp_path / "figures" / "noise_a.png").exists()
+    summary = analyse([synthetic("c", "adam", [-5.0, -3.0])], tmp_path, reps=100)
+    assert summary["normalised"] is None
+    assert "positive return" in notes(summary)[0]
+    assert "positive return" in (tmp_path / "report.md").read_text()
+
+
+CHROMIUM = next(
+    (
+        shutil.which(b)
+        for b in ("chromium", "chromium-browser", "google-chrome", "chrome")
+        if shutil.which(b)
+    ),
+    None,
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium on this machine")
+def test_report_renders_in_headless_chromium(evaluation, tmp_path):
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,2400",
+            (evaluation / "report.html").resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    pixels = np.asarray(__import__("matplotlib.image").image.imread(shot))
+    assert pixels.shape[0] > 1000 and pixels.std() > 0.05  # not a blank page
+
+
+def test_eval_refuses_bad_input(tmp_path, capsys):
+    for args, message in (
+        (["--optimizers", "adam,nope"], "unknown optimizer"),
+        (["--env", "pong"], "unknown environment"),
+        (["--seeds", "1"], "at least 2"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["eval", "--out", str(tmp_path / "e"), "--no-progress", *args])
+        assert message in capsys.readouterr().err.lower()
