@@ -10,7 +10,7 @@ import pytest
 from lopt.analysis.report import analyse, notes
 from lopt.analysis.stats import interval_estimates, normalise, run_aggregate
 from lopt.cli import main
-from lopt.runs.evaluation import Curves
+from lopt.runs.evaluation import Curves, parse_sweep, run_evaluation
 
 
 def test_bootstrap_interval_contains_the_true_mean():
@@ -167,7 +167,27 @@ def test_eval_refuses_bad_input(tmp_path, capsys):
         (["--optimizers", "adam,nope"], "unknown optimizer"),
         (["--env", "pong"], "unknown environment"),
         (["--seeds", "1"], "at least 2"),
+        (["--sweep", "width=8,16"], "bad sweep 'width=8,16'"),
+        (["--sweep", "hidden_size=8.5"], "not a whole number"),
     ):
         with pytest.raises(SystemExit):
             main(["eval", "--out", str(tmp_path / "e"), "--no-progress", *args])
         assert message in capsys.readouterr().err.lower()
+
+
+def test_sweep_makes_one_task_per_value(tmp_path):
+    curves = run_evaluation(
+        ["cartpole"],
+        ["adam"],
+        [0, 1],
+        tmp_path,
+        total_timesteps=512,
+        sweep=parse_sweep("hidden_size=4,8"),
+    )
+    assert [c.env for c in curves] == [
+        "classic/cartpole[hidden_size=4]",
+        "classic/cartpole[hidden_size=8]",
+    ]
+    runs = json.loads((tmp_path / "config.json").read_text())["runs"]
+    assert [r["ppo"]["hidden_size"] for r in runs] == [4, 8]
+    assert (tmp_path / "curves" / "classic_cartpole_hidden_size_8").is_dir()

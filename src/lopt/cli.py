@@ -331,6 +331,9 @@ class Eval:
     """PPO settings: default or small"""
     total_timesteps: int | None = None
     """environment steps per run (default: the preset's)"""
+    sweep: str | None = None
+    """run each environment once per value of a PPO setting, e.g.
+    hidden_size=16,64,256 (agent width) or total_timesteps=5e4,1e5 (length)"""
     reference: str = "adam"
     """optimizer whose mean return normalises scores across environments"""
     reps: int = 2000
@@ -345,7 +348,7 @@ class Eval:
 
 def run_eval(args: Eval, command: list[str]) -> dict:
     from lopt.analysis.report import analyse, notes, tables
-    from lopt.runs.evaluation import run_evaluation
+    from lopt.runs.evaluation import parse_sweep, run_evaluation
     from lopt.runs.records import versions
     from lopt.runs.rundir import prepare_run_dir
 
@@ -365,6 +368,7 @@ def run_eval(args: Eval, command: list[str]) -> dict:
         return lambda n: bar.update(n - bar.n)
 
     try:
+        sweep = parse_sweep(args.sweep) if args.sweep else None
         prepare_run_dir(out, args.overwrite)
         print(
             f"lopt eval: {', '.join(specs)} on {', '.join(envs)}, {len(seeds)} seeds "
@@ -377,6 +381,7 @@ def run_eval(args: Eval, command: list[str]) -> dict:
             out,
             preset=args.preset,
             total_timesteps=args.total_timesteps,
+            sweep=sweep,
             on_pair=on_pair,
             command=command,
         )

@@ -13,6 +13,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from lopt.atomic import atomic_write
 from lopt.configs.presets import preset_for
 from lopt.envs.registry import canonical_name
 from lopt.optim.spec import from_spec
+from lopt.rl.ppo import PPOConfig
 from lopt.rl.runner import train_seeds
 from lopt.runs.records import env_steps, versions
 from lopt.runs.rundir import write_json
@@ -40,6 +42,14 @@ class Curves:
         return self.metrics["return"][:, -1]
 
 
+def replace_checked(config: PPOConfig, field: str, value: Any) -> PPOConfig:
+    """``config`` with one setting changed, its checks rerun (a ValueError names it)."""
+    try:
+        return dataclasses.replace(config, **{field: value})
+    except ValueError as err:
+        raise ValueError(f"{field}={value}: {err}") from err
+
+
 def slug(name: str) -> str:
     """A file-name-safe form of an environment or optimizer name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
@@ -47,6 +57,36 @@ def slug(name: str) -> str:
 
 def curves_path(out: Path, env: str, optimizer: str) -> Path:
     return Path(out) / "curves" / slug(env) / f"{slug(optimizer)}.npz"
+
+
+def parse_sweep(text: str) -> tuple[str, tuple]:
+    """``"hidden_size=16,64,256"`` -> ``("hidden_size", (16, 64, 256))``: a PPO
+    setting and its values (typed like the setting's default)."""
+    field, sep, values = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
+    field = field.strip().replace("-", "_")
+    if not sep or field not in fields or field in ("env", "diagnostics"):
+        settable = sorted(set(fields) - {"env", "diagnostics"})
+        raise ValueError(
+            f"bad sweep {text!r}: write SETTING=V1,V2,... with SETTING one of "
+            f"{', '.join(settable)}"
+        )
+    kind = type(fields[field].default)
+    try:
+        # Integers may be written 5e4; a fraction given for one is refused.
+        parsed = tuple(_typed(kind, v) for v in values.split(","))
+    except ValueError as err:
+        raise ValueError(f"bad value in sweep {text!r}: {err}") from err
+    return field, parsed
+
+
+def _typed(kind: type, text: str) -> Any:
+    if kind is int:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(f"{text} is not a whole number")
+        return int(number)
+    return kind(text.strip())
 
 
 def run_evaluation(
@@ -57,6 +97,7 @@ def run_evaluation(
     *,
     preset: str = "default",
     total_timesteps: int | None = None,
+    sweep: tuple[str, Sequence[Any]] | None = None,
     on_pair: Callable[[str, str, int], Callable[[int], None] | None] | None = None,
     command: Sequence[str] = (),
 ) -> list[Curves]:
@@ -70,6 +111,10 @@ def run_evaluation(
       out: the evaluation's directory.
       preset: PPO preset variant (``default`` or ``small``).
       total_timesteps: environment steps per run (default: the preset's).
+      sweep: ``(setting, values)``: each environment is run once per value of a
+        PPO setting (agent width ``hidden_size``, training length
+        ``total_timesteps``, ...) and each becomes a task named
+        ``env[setting=value]``.
       on_pair: called with (env, optimizer name, num_updates) before each pair;
         may return a progress callback taking the updates done.
       command: recorded in ``config.json``.
@@ -84,9 +129,18 @@ def run_evaluation(
         config = dataclasses.replace(env_preset.ppo, diagnostics=True)
         if total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=total_timesteps)
-        for spec in optimizer_specs:
-            optimizer = from_spec(spec, env_preset.optimizers, track_noise=True)
-            pairs.append((canonical_name(env), config, optimizer))
+        variants = [(canonical_name(env), config)]
+        if sweep is not None:
+            field, values = sweep
+            name = canonical_name(env)
+            variants = [
+                (f"{name}[{field}={v}]", replace_checked(config, field, v))
+                for v in values
+            ]
+        for task, task_config in variants:
+            for spec in optimizer_specs:
+                optimizer = from_spec(spec, env_preset.optimizers, track_noise=True)
+                pairs.append((task, task_config, optimizer))
     names = [o.name for _, _, o in pairs[: len(optimizer_specs)]]
     if len(set(names)) != len(names):
         raise ValueError(f"two optimizers share a name: {names}; rename a file")
