@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from lopt.envs.gridworld import GRID_TYPES, mazes_path
 from lopt.envs.registry import (
     REGISTRY,
     UnknownEnvironmentError,
@@ -11,8 +12,22 @@ from lopt.envs.registry import (
     make_env,
 )
 
+# Registry names of the gridworld types that read the maze layouts.
+GRID_TYPES_BY_NAME = {f"gridworld/{n}": t.tabular for n, t in GRID_TYPES.items()}
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+
+NEEDS_MAZES = pytest.mark.skipif(
+    not mazes_path().is_file(), reason="gridworld maze layouts not available"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=NEEDS_MAZES) if GRID_TYPES_BY_NAME.get(n) else n
+        for n in sorted(REGISTRY)
+    ],
+)
 def test_every_registered_environment_builds_and_steps(name):
     env, params = make_env(name)
     obs, state = env.reset(jax.random.key(0), params)
@@ -50,3 +65,20 @@ def test_episode_log_keeps_the_last_completed_return():
     _, state, *_, info = step(jax.random.key(999), state, jnp.int32(0), params)
     assert float(info["returned_episode_return"]) == first  # kept while running
     assert float(state.episode_return) == 1.0
+
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_deep_sea_descends_one_row_per_step(size):
+    env, params = make_env(f"deepsea-{size}")
+    obs, state = env.reset(jax.random.key(0), params)
+    assert obs.shape == (size * size,)
+    step = jax.jit(env.step)
+    for t in range(1, size + 1):
+        # One-hot agent position on the flattened grid, row t - 1 before this step.
+        assert float(obs.sum()) == 1.0 and int(obs.argmax()) // size == t - 1
+        obs, state, _, terminated, truncated, info = step(
+            jax.random.key(t), state, jnp.int32(t % 2), params
+        )
+        assert bool(terminated | truncated) == (t == size)
+    assert bool(info["returned_episode_valid"])
+    assert canonical_name("deepsea") == "bsuite/deepsea-8"

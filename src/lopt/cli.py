@@ -34,7 +34,8 @@ class Train:
 
     env: str = "cartpole"
     """environment name or alias: cartpole, acrobot, breakout, asterix, freeway,
-    spaceinvaders"""
+    spaceinvaders, gridworld/rand_all (and the six other gridworld types),
+    deepsea-8 (also -16, -24, -32)"""
     preset: str = "default"
     """PPO settings: default (the paper's for MinAtar) or small (MinAtar in seconds
     on a CPU, the inner task of lopt meta-train's cpu preset)"""
@@ -101,9 +102,13 @@ def run_train(args: Train, command: list[str]) -> dict:
     )
     start = time.perf_counter()
     with _progress_bar(config.num_updates, "training", args.progress) as bar:
-        metrics, _ = train_seeds(
-            config, optimizer, seeds, on_progress=lambda n: bar.update(n - bar.n)
-        )
+        try:
+            metrics, _ = train_seeds(
+                config, optimizer, seeds, on_progress=lambda n: bar.update(n - bar.n)
+            )
+        except ValueError as err:  # e.g. an environment's missing data file
+            bar.close()
+            _fail(str(err))
     wall = time.perf_counter() - start
     summary = write_train_run(out, config, optimizer, seeds, metrics, wall, command)
     plot_learning_curves(

@@ -15,7 +15,7 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any
 
-from lopt.envs.registry import canonical_name
+from lopt.envs.registry import DEEPSEA_SIZES, GRID_TYPES, canonical_name
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.optim.network import OPENConfig
 from lopt.rl.ppo import PPOConfig
@@ -87,6 +87,44 @@ def _minatar(env: str, lr: float, b1: float, b2: float, baseline: float) -> Pres
     )
 
 
+def _deepsea(env: str) -> Preset:
+    # Not in the paper's code (OPEN §5.5 gives no settings): 64 x 32 steps per
+    # rollout, 1e5 frames; Adam's learning rate is a starting point, not tuned.
+    return Preset(
+        ppo=PPOConfig(
+            env=env,
+            total_timesteps=100_000,
+            num_envs=64,
+            num_steps=32,
+            update_epochs=4,
+            num_minibatches=4,
+            hidden_size=64,
+            activation="relu",
+        ),
+        optimizers=_handcrafted(1e-3, 0.9, 0.999, anneal=True),
+    )
+
+
+def _gridworld(env: str, small: bool = False) -> Preset:
+    # The paper's (§3.5): width 16, tanh, 3e7 frames, 1024 x 20 steps, 2 epochs of 16
+    # minibatches; Adam lr 1e-4, b1 = b2 = 0.99, annealed (§6). Small: 64 envs, 4
+    # minibatches, 3e5 frames (the paper's first-commit horizon).
+    return Preset(
+        ppo=PPOConfig(
+            env=env,
+            total_timesteps=300_000 if small else 30_000_000,
+            num_envs=64 if small else 1024,
+            num_steps=20,
+            update_epochs=2,
+            num_minibatches=4 if small else 16,
+            hidden_size=16,
+            activation="tanh",
+        ),
+        optimizers=_handcrafted(1e-4, 0.99, 0.99, anneal=True),
+        baseline_return=1.0,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "minatar/asterix": _minatar("minatar/asterix", 3e-3, 0.9, 0.999, 15.0353),
     "minatar/breakout": _minatar("minatar/breakout", 1e-2, 0.9, 0.99, 50.0822),
@@ -122,6 +160,8 @@ PRESETS: dict[str, Preset] = {
         ),
         optimizers=_handcrafted(3e-3, 0.9, 0.999, anneal=True),
     ),
+    **{f"bsuite/deepsea-{n}": _deepsea(f"bsuite/deepsea-{n}") for n in DEEPSEA_SIZES},
+    **{f"gridworld/{t}": _gridworld(f"gridworld/{t}") for t in GRID_TYPES},
 }
 
 
@@ -132,6 +172,7 @@ SMALL_PRESETS: dict[str, Preset] = {
     # Adam's learning rate is the best of {1e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2} on
     # 16 seeds at 5e4 frames (IQM of final return 8.9 on seeds 1e6 to 1e6 + 15).
     "minatar/spaceinvaders": _minatar_small("minatar/spaceinvaders", 1e-2, 0.9, 0.99),
+    **{f"gridworld/{t}": _gridworld(f"gridworld/{t}", small=True) for t in GRID_TYPES},
 }
 
 VARIANTS = {"default": PRESETS, "small": SMALL_PRESETS}

@@ -36,14 +36,38 @@ class GymnaxAdapter(Wrapper):
         return int(self._env.action_space(params).n)
 
 
-def _gymnax(gymnax_id: str) -> Callable[[], tuple[Any, Any]]:
+def _gymnax(gymnax_id: str, **env_kwargs: Any) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
         import gymnax
 
-        env, params = gymnax.make(gymnax_id)
+        env, params = gymnax.make(gymnax_id, **env_kwargs)
         return GymnaxAdapter(env), params
 
     return make
+
+
+DEEPSEA_SIZES = (8, 16, 24, 32)
+
+
+def _gridworld(grid_type: str) -> Callable[[], tuple[Any, Any]]:
+    def make() -> tuple[Any, Any]:
+        from lopt.envs.gridworld import Gridworld
+
+        env = Gridworld(grid_type)
+        return env, env.default_params()
+
+    return make
+
+
+GRID_TYPES = (
+    "rand_all",
+    "rand_dense",
+    "rand_sparse",
+    "rand_long",
+    "standard_maze",
+    "sixteen_rooms",
+    "labyrinth",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +99,24 @@ REGISTRY: dict[str, EnvEntry] = {
     "classic/acrobot": EnvEntry(
         _gymnax("Acrobot-v1"), ("acrobot",), "Acrobot-v1 (gymnax)"
     ),
+    # OPEN §5.3: rand_all is the training distribution, the others out of support.
+    **{
+        f"gridworld/{t}": EnvEntry(
+            _gridworld(t),
+            ("gridworld",) if t == "rand_all" else (),
+            f"gridworld {t} (lopt, a level per run)",
+        )
+        for t in GRID_TYPES
+    },
+    # bsuite's Deep Sea (an N x N grid, N steps per episode), for exploration.
+    **{
+        f"bsuite/deepsea-{n}": EnvEntry(
+            _gymnax("DeepSea-bsuite", size=n),
+            (f"deepsea-{n}", *(("deepsea",) if n == DEEPSEA_SIZES[0] else ())),
+            f"DeepSea-bsuite of size {n} (gymnax)",
+        )
+        for n in DEEPSEA_SIZES
+    },
 }
 
 

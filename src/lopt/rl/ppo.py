@@ -16,6 +16,7 @@ optimizer with OPEN's extra arguments: a fresh ``key``, ``training_prop``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -109,6 +110,9 @@ class RunnerState(NamedTuple):
     obs: jax.Array  # shape=(num_envs, obs_dim)
     iteration: jax.Array  # shape=(), int32: optimizer steps done
     key: jax.Array
+    # the environment's parameters for this run, where the environment samples a
+    # level per run (the gridworld); None: the environment's fixed parameters
+    level: Any = None
 
 
 class Transition(NamedTuple):
@@ -156,6 +160,11 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
     vmap_reset = jax.vmap(env.reset, in_axes=(0, None))
     vmap_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
+    samples_levels = hasattr(env, "sample_level")
+
+    def _params(level):
+        return env_params if level is None else level
+
     def policy_value(params, obs):
         logits, actor_acts = actor.apply(params["actor"], obs)
         value, critic_acts = critic.apply(params["critic"], obs)
@@ -176,21 +185,33 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             "critic": critic.init(key_networks, dummy),
         }
         tx = build_tx(opt_params)
+        level = None
+        if samples_levels:  # one level per run, shared by its environments
+            level = env.sample_level(jax.random.fold_in(key_env, 1), env_params)
         obs, env_state = vmap_reset(
-            jax.random.split(key_env, config.num_envs), env_params
+            jax.random.split(key_env, config.num_envs), _params(level)
         )
         return RunnerState(
-            params, tx.init(params), env_state, obs, jnp.zeros((), jnp.int32), key
+            params,
+            tx.init(params),
+            env_state,
+            obs,
+            jnp.zeros((), jnp.int32),
+            key,
+            level,
         )
 
     # COLLECT TRAJECTORIES ----------------------------------------------------
-    def env_step(carry, _):
+    def env_step(level, carry, _):
         params, env_state, obs, key = carry
         key, key_action, key_env = jax.random.split(key, 3)
         logits, value, _ = policy_value(params, obs)
         action = jax.random.categorical(key_action, logits)
         next_obs, env_state, reward, terminated, truncated, info = vmap_step(
-            jax.random.split(key_env, config.num_envs), env_state, action, env_params
+            jax.random.split(key_env, config.num_envs),
+            env_state,
+            action,
+            _params(level),
         )
         transition = Transition(
             obs=obs,
@@ -284,7 +305,7 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
     def update_step(state: RunnerState, opt_params: Any):
         tx = build_tx(opt_params)
         (params, env_state, obs, key), traj = jax.lax.scan(
-            env_step,
+            functools.partial(env_step, state.level),
             (state.params, state.env_state, state.obs, state.key),
             None,
             config.num_steps,
@@ -315,7 +336,9 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
         # Means over the update's (epoch, minibatch) steps.
         metrics = {k: jnp.mean(v, axis=(0, 1)) for k, v in step_metrics.items()}
         metrics["return"] = jnp.mean(traj.returned_episode_return[-1])
-        new_state = RunnerState(params, opt_state, env_state, obs, iteration, key)
+        new_state = RunnerState(
+            params, opt_state, env_state, obs, iteration, key, state.level
+        )
         return new_state, metrics
 
     def run(state: RunnerState, opt_params: Any, num_updates: int):
