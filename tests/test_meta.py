@@ -13,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lopt.configs.presets import task_for
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.meta.evaluate import PopulationShardingError, population_mesh
-from lopt.meta.fitness import combine_tasks, to_minimisation
-from lopt.meta.loop import MetaTrainer, meta_train, read_metrics
+from lopt.meta.fitness import combine_tasks, pairwise, to_minimisation
+from lopt.meta.loop import MetaTrainer, meta_train, read_metrics, rollout_keys
 from lopt.optim.files import load_open
 from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
 
@@ -279,3 +280,40 @@ def test_meta_train_cli_one_generation(tmp_path, capsys):
             "--no-progress",
         ]
     )
+
+
+def test_pairwise_fitness_by_hand():
+    # Pairs (0, 3), (1, 4), (2, 5): first better, a tie, second better.
+    raw = jnp.array([3.0, 1.0, 2.0, 1.0, 1.0, 5.0])
+    np.testing.assert_array_equal(pairwise(raw), [1, 0, 0, 0, 1, 1])
+    # The paper's minimising form: better -1, other 0; a tie: first 0, second -1.
+    np.testing.assert_array_equal(to_minimisation(pairwise(raw)), [-1, 0, 0, 0, -1, -1])
+    np.testing.assert_array_equal(pairwise(jnp.array([jnp.nan, 0.0])), [0, 1])
+
+
+def test_antithetic_pairs_share_keys_and_pairs_differ():
+    keys = rollout_keys(jax.random.key(0), 6, 2, antithetic=True)
+    data = jax.random.key_data(keys)
+    assert keys.shape == (6, 2)
+    np.testing.assert_array_equal(data[:3], data[3:])
+    assert len({tuple(np.ravel(d)) for d in data[:3]}) == 3
+    shared = rollout_keys(jax.random.key(0), 6, 2, antithetic=False)
+    assert shared.shape == (2,)
+
+
+def test_gridworld_meta_training_is_antithetic():
+    task = task_for("gridworld/rand_sparse")
+    assert task.antithetic_tasks
+    ppo = tiny_ppo(env="gridworld/rand_sparse", total_timesteps=64)
+    config = dataclasses.replace(
+        tiny_config(), tasks=(dataclasses.replace(task, ppo=ppo),)
+    )
+    trainer = MetaTrainer(config)
+    start = trainer.init_state()
+    state, result = trainer.generation(start, 0)
+    moved = np.asarray(state.mean - start.mean)
+    assert np.all(np.isfinite(moved)) and np.any(moved != 0)
+    assert set(np.unique(np.asarray(result["fitness"]))) <= {0.0, 1.0}
+    assert float(np.sum(result["fitness"])) == 2.0  # one "better" per pair
+    with pytest.raises(ValueError, match="single task and --strategy open-es"):
+        dataclasses.replace(config, es=ESConfig(population_size=4, strategy="ga"))

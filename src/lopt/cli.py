@@ -141,7 +141,7 @@ class MetaTrain:
 
     preset: tyro.conf.Positional[str] = "cpu"
     """cpu (default: minutes on a laptop), breakout, asterix, freeway,
-    spaceinvaders, multi-minatar (the paper's settings, meant for GPUs)"""
+    spaceinvaders, multi-minatar, gridworld (the paper's settings, meant for GPUs)"""
     envs: tuple[str, ...] | None = None
     """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
     ppo_preset: str = "default"

@@ -226,7 +226,11 @@ def _paper_meta(envs: tuple[str, ...], optimizer: OPENConfig) -> MetaTrainConfig
 def task_for(env: str, variant: str = "default") -> TaskConfig:
     """A meta-training task from an environment's PPO preset and Adam return."""
     preset = preset_for(env, variant)
-    return TaskConfig(ppo=preset.ppo, baseline_return=preset.baseline_return or 1.0)
+    return TaskConfig(
+        ppo=preset.ppo,
+        baseline_return=preset.baseline_return or 1.0,
+        antithetic_tasks=canonical_name(env).startswith("gridworld/"),
+    )
 
 
 MINATAR = (
@@ -260,4 +264,6 @@ META_PRESETS: dict[str, MetaTrainConfig] = {
     "cpu": CPU_META,
     **{env.split("/")[1]: _paper_meta((env,), OPENConfig.small()) for env in MINATAR},
     "multi-minatar": _paper_meta(MINATAR, OPENConfig.large()),
+    # rand_all with antithetic task sampling (§4.3); the paper's ES settings.
+    "gridworld": _paper_meta(("gridworld/rand_all",), OPENConfig.small()),
 }

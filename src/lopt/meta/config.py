@@ -18,6 +18,10 @@ class TaskConfig:
     ppo: PPOConfig
     baseline_return: float = 1.0
     """Adam's final return on this task; multi-task fitness is divided by it"""
+    antithetic_tasks: bool = False
+    """OPEN §4.3 (the gridworld): the two members of each antithetic pair share
+    their inner runs' seeds (hence levels), different pairs get different ones,
+    and fitness is pairwise: the better member of each pair is pushed toward"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,5 +87,12 @@ class MetaTrainConfig:
         envs = [t.ppo.env for t in self.tasks]
         if len(set(envs)) != len(envs):
             raise ValueError(f"each environment may appear once; got {envs}")
+        if any(t.antithetic_tasks for t in self.tasks) and (
+            len(self.tasks) > 1 or self.es.strategy != "open-es"
+        ):
+            raise ValueError(
+                f"{envs[0] if len(envs) == 1 else envs}: antithetic task sampling "
+                "(the gridworld) needs a single task and --strategy open-es"
+            )
         if self.save_every < 1 or self.eval_every < 1 or self.num_eval_seeds < 1:
             raise ValueError("save_every, eval_every and num_eval_seeds must be >= 1")

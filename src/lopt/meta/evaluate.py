@@ -35,24 +35,29 @@ def population_mesh(population_size: int, devices: list | None = None) -> Mesh:
 
 
 def make_evaluate(
-    train: Callable[[jax.Array, Any], tuple[Any, dict]], mesh: Mesh | None = None
+    train: Callable[[jax.Array, Any], tuple[Any, dict]],
+    mesh: Mesh | None = None,
+    keys_per_member: bool = False,
 ) -> Callable[[Any, jax.Array], jax.Array]:
     """``evaluate(population, keys) -> final returns``, shape ``(members, rollouts)``.
 
     Args:
       train: ``train(key, optimizer_params) -> (state, metrics)`` of one inner run.
       mesh: shard the population axis over this mesh (default: no sharding).
+      keys_per_member: ``keys`` has shape ``(members, rollouts)`` (antithetic task
+        sampling) instead of ``(rollouts,)`` shared by every member.
 
-    ``population`` is a pytree of optimizer parameters with a leading member axis,
-    ``keys`` has shape ``(rollouts,)`` and is shared by every member.
+    ``population`` is a pytree of optimizer parameters with a leading member axis.
     """
 
     def evaluate(population: Any, keys: jax.Array) -> jax.Array:
-        def member(params):
-            _, metrics = jax.vmap(train, in_axes=(0, None))(keys, params)
+        def member(params, member_keys):
+            _, metrics = jax.vmap(train, in_axes=(0, None))(member_keys, params)
             return final_return(metrics)
 
-        return jax.vmap(member)(population)
+        return jax.vmap(member, in_axes=(0, 0 if keys_per_member else None))(
+            population, keys
+        )
 
     if mesh is None or mesh.size == 1:
         return jax.jit(evaluate)
@@ -62,8 +67,9 @@ def make_evaluate(
 
     def evaluate_sharded(population: Any, keys: jax.Array) -> jax.Array:
         # Placed explicitly: the population from the ES may sit on any sharding.
+        keys_sharding = by_member if keys_per_member else replicated
         return sharded(
-            jax.device_put(population, by_member), jax.device_put(keys, replicated)
+            jax.device_put(population, by_member), jax.device_put(keys, keys_sharding)
         )
 
     return evaluate_sharded

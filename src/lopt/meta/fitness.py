@@ -38,3 +38,16 @@ def combine_tasks(
 def to_minimisation(fitness: jax.Array) -> jax.Array:
     """evosax minimises: the single place where lopt's fitness changes sign."""
     return -fitness
+
+
+def pairwise(raw: jax.Array) -> jax.Array:
+    """OPEN §4.3's shaping for antithetic pairs (member i with i + members/2).
+
+    The better member of each pair gets 1 and the other 0; a tie gives the first
+    0 and the second 1. Returns shape ``(members,)``, higher is better (after
+    :func:`to_minimisation`, the paper's -1 / 0).
+    """
+    raw = finite_or_worst(raw)
+    first, second = jnp.split(raw, 2)
+    first_wins = (first > second).astype(jnp.float32)
+    return jnp.concatenate([first_wins, 1.0 - first_wins])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lopt.analysis.stats import iqm
@@ -22,7 +23,12 @@ from lopt.configs.serialise import from_dict, to_dict
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import MetaTrainConfig
 from lopt.meta.evaluate import make_evaluate, population_mesh
-from lopt.meta.fitness import combine_tasks, final_return, to_minimisation
+from lopt.meta.fitness import (
+    combine_tasks,
+    final_return,
+    pairwise,
+    to_minimisation,
+)
 from lopt.optim.family import open_family
 from lopt.optim.files import load_open, save_open
 from lopt.optim.network import unravel_meta_params, zeros_meta_params
@@ -68,6 +74,21 @@ def _initial_mean(config: MetaTrainConfig) -> Any:
     return meta
 
 
+def rollout_keys(
+    key: jax.Array, members: int, rollouts: int, antithetic: bool
+) -> jax.Array:
+    """The generation's inner-run keys on one task.
+
+    Shape ``(rollouts,)``, shared by every member (common random numbers); with
+    ``antithetic``, shape ``(members, rollouts)`` where member i and its antithetic
+    partner i + members/2 share keys and different pairs differ (OPEN §4.3).
+    """
+    if not antithetic:
+        return jax.random.split(key, rollouts)
+    pairs = jax.random.split(key, (members // 2, rollouts))
+    return jnp.concatenate([pairs, pairs])
+
+
 class MetaTrainer:
     """Meta-trains a learned optimizer; see :func:`meta_train`."""
 
@@ -75,10 +96,16 @@ class MetaTrainer:
         self.config = config
         template = zeros_meta_params(config.optimizer)
         self.family = open_family(template, config.optimizer)
-        self.strategy = strategy.make_strategy(config.es, template)
+        self.antithetic = config.tasks[0].antithetic_tasks  # then the only task
+        self.strategy = strategy.make_strategy(
+            config.es, template, shaped_outside=self.antithetic
+        )
         mesh = population_mesh(config.es.population_size, devices)
         self.trains = [make_train(t.ppo, self.family) for t in config.tasks]
-        self.evaluates = [make_evaluate(train, mesh) for train in self.trains]
+        self.evaluates = [
+            make_evaluate(train, mesh, keys_per_member=self.antithetic)
+            for train in self.trains
+        ]
         self.heldout = [
             jax.jit(jax.vmap(train, in_axes=(0, None))) for train in self.trains
         ]
@@ -102,11 +129,17 @@ class MetaTrainer:
         population, state = self.strategy.ask(key_ask, state, params)
         raw = []
         for i, evaluate in enumerate(self.evaluates):
-            keys = jax.random.split(
-                jax.random.fold_in(key_rollouts, i), self.config.es.num_rollouts
+            keys = rollout_keys(
+                jax.random.fold_in(key_rollouts, i),
+                self.config.es.population_size,
+                self.config.es.num_rollouts,
+                self.antithetic,
             )
             raw.append(evaluate(population, keys).mean(axis=1))
-        fitness = combine_tasks(raw, [t.baseline_return for t in self.config.tasks])
+        if self.antithetic:
+            fitness = pairwise(raw[0])
+        else:
+            fitness = combine_tasks(raw, [t.baseline_return for t in self.config.tasks])
         state, _ = self.strategy.tell(
             key_tell, population, to_minimisation(fitness), state, params
         )

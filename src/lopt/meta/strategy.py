@@ -15,7 +15,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from evosax.algorithms import Open_ES, SimpleGA
-from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn
+from evosax.core.fitness_shaping import (
+    centered_rank_fitness_shaping_fn,
+    identity_fitness_shaping_fn,
+)
 
 from lopt.meta.config import ESConfig
 
@@ -36,8 +39,12 @@ def lr_schedule(es: ESConfig) -> optax.Schedule:
     return _decay(es.lr, es.lr_decay, es.lr_limit)
 
 
-def make_strategy(es: ESConfig, solution: Any):
-    """The evosax algorithm for ``es``; ``solution`` is a template pytree."""
+def make_strategy(es: ESConfig, solution: Any, shaped_outside: bool = False):
+    """The evosax algorithm for ``es``; ``solution`` is a template pytree.
+
+    With ``shaped_outside`` (pairwise fitness, OPEN §4.3) OpenAI-ES applies the
+    identity instead of centred ranks.
+    """
     sigma = sigma_schedule(es)
     if es.strategy == "open-es":
         return Open_ES(
@@ -46,7 +53,9 @@ def make_strategy(es: ESConfig, solution: Any):
             use_antithetic_sampling=True,
             optimizer=optax.adam(lr_schedule(es), b1=0.99),
             std_schedule=sigma,
-            fitness_shaping_fn=centered_rank_fitness_shaping_fn,
+            fitness_shaping_fn=identity_fitness_shaping_fn
+            if shaped_outside
+            else centered_rank_fitness_shaping_fn,
         )
     return SimpleGA(
         population_size=es.population_size, solution=solution, std_schedule=sigma
