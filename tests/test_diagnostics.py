@@ -70,7 +70,7 @@ def test_open_noise_magnitude_by_hand():
     expected = np.sum(np.abs(1e-3 * c * eps) * mask) / np.sum(np.abs(p) * mask)
     np.testing.assert_allclose(state.noise_magnitude, expected, rtol=1e-5)
     untracked = open_optimizer(meta, config)
-    assert untracked.init(PARAMS).noise_magnitude == 0
+    assert np.isnan(untracked.init(PARAMS).noise_magnitude)
 
 
 def test_ppo_records_diagnostics_per_update():
@@ -79,7 +79,11 @@ def test_ppo_records_diagnostics_per_update():
     updates = config.num_updates
     assert metrics["cos_momentum"].shape == (2, updates, 6)
     assert metrics["sample_update"].shape[:2] == (2, updates)
-    # Plain SGD: the update is the negative gradient at every step.
+    # Plain SGD: the update is the negative gradient at every step, and the samples
+    # are one step's pair (a mean over steps would be too).
     np.testing.assert_allclose(metrics["cos_gradient"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        metrics["sample_update"], -0.1 * metrics["sample_gradient"], atol=1e-9
+    )
     plain, _ = train_seeds(TINY_PPO, sgd(learning_rate=0.1), [0, 1])
     np.testing.assert_array_equal(plain["return"], metrics["return"])

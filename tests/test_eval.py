@@ -41,6 +41,8 @@ def test_normalise_divides_by_the_reference_mean():
     }
     scores = normalise(final, "adam")
     np.testing.assert_allclose(scores["x"], [[1.0, 0.5], [2.0, 2.0]])
+    with pytest.raises(ValueError, match="every task needs the same ones"):
+        normalise({"a": {"adam": np.ones(2)}, "b": {"x": np.ones(2)}}, "adam")
     with pytest.raises(ValueError, match="only a positive return"):
         normalise({"t": {"adam": -np.ones(2), "x": np.ones(2)}}, "adam")
 

@@ -152,3 +152,15 @@ def test_level_sampling():
         assert len(set(cells[i])) == 6
         assert not np.asarray(levels.walls[i])[cells[i]].any()
         assert np.all(cells[i] // 10 < size[i]) and np.all(cells[i] % 10 < size[i])
+
+
+def test_every_episode_starts_at_the_level_start():
+    env = Gridworld("rand_all")
+    lvl = env.sample_level(jax.random.key(4), None)
+    resets = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.key(5), 32), lvl
+    )[1]
+    assert np.all(np.asarray(resets.pos) == int(lvl.start))
+    objects = np.asarray(resets.obj_pos)
+    assert not np.any(objects == int(lvl.start))
+    assert len(np.unique(objects[:, 0])) > 1  # objects are re-placed at reset

@@ -138,6 +138,13 @@ def normalise(
       optimizer -> shape ``(num_seeds, num_tasks)``, tasks in ``final``'s order.
     """
     tasks = list(final)
+    names = set(final[tasks[0]])
+    for task in tasks:
+        if set(final[task]) != names:
+            raise ValueError(
+                f"{task} has optimizers {sorted(final[task])}, but {tasks[0]} has "
+                f"{sorted(names)}: every task needs the same ones"
+            )
     columns = {}
     for task in tasks:
         scale = float(np.mean(final[task][reference]))

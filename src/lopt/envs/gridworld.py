@@ -6,7 +6,8 @@ a termination and a respawn probability per object type, and an episode limit. A
 level is sampled once per inner run (:meth:`Gridworld.sample_level`) and shared by
 its parallel environments.
 
-Dynamics: 5 actions (up, down, left, right, stay); a move into a wall or off the
+Dynamics: the agent starts every episode at the level's start cell; 5 actions (up,
+down, left, right, stay); a move into a wall or off the
 grid stays put. Stepping on an object collects it: its type's reward, and with its
 type's ``p_terminate`` the episode ends. An object missing at the start of a step
 re-appears with its type's ``p_respawn`` (at a random free cell; tabular types at
@@ -233,7 +234,7 @@ class Gridworld:
         rows, cols = jnp.divmod(jnp.arange(g * g), g)
         valid = ~walls & (rows < size) & (cols < size)
         return jax.random.choice(
-            key, g * g, (count,), replace=False, p=valid / jnp.sum(valid)
+            key, g * g, (count,), replace=False, p=valid / jnp.maximum(valid.sum(), 1)
         ).astype(jnp.int32)
 
     # INTERFACE ---------------------------------------------------------------
@@ -244,14 +245,15 @@ class Gridworld:
         return NUM_ACTIONS
 
     def reset(self, key: jax.Array, level: Level) -> tuple[jax.Array, GridState]:
+        # The start cell is the level's; objects are re-placed except for tabular types.
         if self.spec.tabular:
-            pos, obj_pos = level.start, level.obj_home
+            obj_pos = level.obj_home
         else:
-            cells = self._free_cells(
-                key, level.walls, level.size, 1 + self.spec.num_objects
-            )
-            pos, obj_pos = cells[0], cells[1:]
-        state = GridState(pos, obj_pos, level.obj_active, jnp.zeros((), jnp.int32))
+            taken = level.walls.at[level.start].set(True)
+            obj_pos = self._free_cells(key, taken, level.size, self.spec.num_objects)
+        state = GridState(
+            level.start, obj_pos, level.obj_active, jnp.zeros((), jnp.int32)
+        )
         return self._obs(state, level), state
 
     def step(self, key, state: GridState, action, level: Level):
@@ -290,6 +292,9 @@ class Gridworld:
             cells = self._free_cells(
                 key_cells, level.walls | occupied, level.size, self.spec.num_objects
             )
+            # The k-th returning object takes the k-th drawn cell, so the valid
+            # cells (drawn first) go to the objects that need them.
+            cells = cells[jnp.clip(jnp.cumsum(back) - 1, 0)]
         obj_pos = jnp.where(back, cells, state.obj_pos)
         state = GridState(pos, obj_pos, present | back, state.time + 1)
         truncated = state.time >= level.max_steps

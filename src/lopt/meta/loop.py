@@ -126,6 +126,7 @@ class MetaTrainer:
         key = jax.random.fold_in(self.master_key, generation)
         key_ask, key_tell, key_rollouts = jax.random.split(key, 3)
         params = self.strategy.default_params
+        sigma = float(state.std)  # the one this generation's population is drawn with
         population, state = self.strategy.ask(key_ask, state, params)
         raw = []
         for i, evaluate in enumerate(self.evaluates):
@@ -143,7 +144,11 @@ class MetaTrainer:
         state, _ = self.strategy.tell(
             key_tell, population, to_minimisation(fitness), state, params
         )
-        return state, {"raw": [np.asarray(r) for r in raw], "fitness": fitness}
+        return state, {
+            "raw": [np.asarray(r) for r in raw],
+            "fitness": fitness,
+            "sigma": sigma,
+        }
 
     def solution(self, state: Any) -> Any:
         """The current optimizer's meta-parameters (ES mean or GA's best)."""
@@ -258,10 +263,7 @@ def meta_train(
         if on_generation:
             on_generation(record)
 
-    sigma_at, lr_at = (
-        strategy.sigma_schedule(config.es),
-        strategy.lr_schedule(config.es),
-    )
+    lr_at = strategy.lr_schedule(config.es)
     es = config.es
     for generation in range(start, es.num_generations):
         gen_start = time.perf_counter()
@@ -272,7 +274,7 @@ def meta_train(
         record = {
             "generation": done,
             "fitness": _fitness_record(config, result["raw"], result["fitness"]),
-            "sigma": float(sigma_at(generation)),
+            "sigma": result["sigma"],
             "lr": float(lr_at(generation)) if es.strategy == "open-es" else None,
             "generation_time_s": seconds,
             "env_steps_per_second": trainer.frames_per_generation / seconds,

@@ -28,6 +28,8 @@ import optax
 from lopt.optim.features import MOMENTUM_DECAYS, update_momentum
 from lopt.optim.open_opt import OPENState
 
+# Per-step samples: a PPO update keeps its last step's, not a mean over steps.
+SAMPLES = ("sample_gradient", "sample_update")
 STAT_NAMES = (
     "cos_gradient",
     "cos_momentum",

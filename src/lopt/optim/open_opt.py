@@ -54,7 +54,7 @@ class OPENState(NamedTuple):
     count: jax.Array  # shape=(), int32: updates applied so far
     # shape=(): sum |noise| / sum |p| over the noised (actor) elements at the last
     # step, the paper's normalised noise weight |alpha_3 delta eps| / |p|; kept
-    # only with track_noise (0 otherwise), since it costs two more passes
+    # only with track_noise (NaN otherwise), since it costs two more passes
     noise_magnitude: jax.Array
 
 
@@ -228,7 +228,7 @@ def open_optimizer(
             momentum=jnp.zeros((len(MOMENTUM_DECAYS), num_params), jnp.float32),
             carry=jnp.zeros((config.carry_size, num_params), jnp.float32),
             count=jnp.zeros((), jnp.int32),
-            noise_magnitude=jnp.zeros((), jnp.float32),
+            noise_magnitude=jnp.full((), 0.0 if track_noise else jnp.nan, jnp.float32),
         )
 
     def update_fn(

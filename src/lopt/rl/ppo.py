@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt.envs.registry import make_env
-from lopt.optim.diagnostics import with_diagnostics
+from lopt.optim.diagnostics import SAMPLES, with_diagnostics
 from lopt.optim.dormancy import dormancy_tree, dormant_fraction
 from lopt.optim.family import Optimizer
 from lopt.rl import networks, progress
@@ -333,8 +333,11 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             None,
             config.update_epochs,
         )
-        # Means over the update's (epoch, minibatch) steps.
-        metrics = {k: jnp.mean(v, axis=(0, 1)) for k, v in step_metrics.items()}
+        # Means over the update's (epoch, minibatch) steps; samples of the last step.
+        metrics = {
+            k: v[-1, -1] if k in SAMPLES else jnp.mean(v, axis=(0, 1))
+            for k, v in step_metrics.items()
+        }
         metrics["return"] = jnp.mean(traj.returned_episode_return[-1])
         new_state = RunnerState(
             params, opt_state, env_state, obs, iteration, key, state.level
@@ -357,7 +360,8 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
           ``dormant_fraction``, ``update_magnitude`` (mean |update| per element),
           ``actor_loss``, ``value_loss``, ``entropy``; with ``diagnostics`` also
           :data:`lopt.optim.diagnostics.STAT_NAMES` (``cos_momentum`` of shape
-          ``(num_updates, 6)``, the samples ``(num_updates, sample_size)``).
+          ``(num_updates, 6)``, the samples ``(num_updates, sample_size)``, from
+          each update's last optimizer step).
         """
         return run(init(key, opt_params), opt_params, config.num_updates)
 
