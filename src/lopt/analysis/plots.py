@@ -33,11 +33,18 @@ def _mean_band(ax, x, runs: np.ndarray, style: str, label: str, **kwargs) -> Non
         ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
 
 
-def _save(fig, paths: Sequence[Path]) -> list[Path]:
-    """Grid, layout, write to every path, close: the last steps of every figure."""
-    for ax in fig.axes:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+def _formats(path: Path, formats: Sequence[str]) -> list[Path]:
+    """``path`` with each format's suffix."""
+    return [Path(path).with_suffix(f".{fmt}") for fmt in formats]
+
+
+def _save(fig, paths: Sequence[Path], tidy: bool = True) -> list[Path]:
+    """Grid and tight layout (unless ``tidy`` is False: a figure with its own
+    layout and a colour bar), write to every path, close."""
+    if tidy:
+        for ax in fig.axes:
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
     for path in paths:
         fig.savefig(path)
     _pyplot().close(fig)
@@ -71,7 +78,7 @@ def plot_learning_curves(
     if title:
         ax.set_title(title)
     ax.legend(title="mean ± 95% CI over seeds", fontsize=8, title_fontsize=8)
-    return _save(fig, [Path(path).with_suffix(f".{fmt}") for fmt in formats])
+    return _save(fig, _formats(path, formats))
 
 
 def plot_meta_training(records: Sequence[dict], out_dir: Path) -> list[Path]:
@@ -149,7 +156,7 @@ def plot_intervals(
         ax.set_xlabel("score")
     if title:
         fig.suptitle(title)
-    return _save(fig, [Path(path).with_suffix(f".{fmt}") for fmt in formats])
+    return _save(fig, _formats(path, formats))
 
 
 def plot_cosines(
@@ -198,7 +205,7 @@ def plot_cosines(
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8, loc="upper center", ncols=min(3, len(cosines)))
-    return _save(fig, [Path(path).with_suffix(f".{fmt}") for fmt in formats])
+    return _save(fig, _formats(path, formats))
 
 
 def plot_update_vs_gradient(
@@ -248,8 +255,4 @@ def plot_update_vs_gradient(
     fig.colorbar(points, ax=axes[0].tolist(), label="training proportion")
     if title:
         fig.suptitle(title)
-    paths = [Path(path).with_suffix(f".{fmt}") for fmt in formats]
-    for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
-    return paths
+    return _save(fig, _formats(path, formats), tidy=False)

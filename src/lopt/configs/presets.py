@@ -15,7 +15,8 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any
 
-from lopt.envs.registry import DEEPSEA_SIZES, GRID_TYPES, canonical_name
+from lopt.envs.gridworld import GRID_TYPES
+from lopt.envs.registry import DEEPSEA_SIZES, canonical_name
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.optim.network import OPENConfig
 from lopt.rl.ppo import PPOConfig

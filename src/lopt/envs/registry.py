@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from lopt.envs.gridworld import GRID_TYPES, Gridworld
 from lopt.envs.wrappers import EpisodeLog, FlattenObservation, Wrapper
 
 
@@ -51,23 +52,10 @@ DEEPSEA_SIZES = (8, 16, 24, 32)
 
 def _gridworld(grid_type: str) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
-        from lopt.envs.gridworld import Gridworld
-
         env = Gridworld(grid_type)
         return env, env.default_params()
 
     return make
-
-
-GRID_TYPES = (
-    "rand_all",
-    "rand_dense",
-    "rand_sparse",
-    "rand_long",
-    "standard_maze",
-    "sixteen_rooms",
-    "labyrinth",
-)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,20 +37,25 @@ def save_checkpoint(run_dir: Path, generation: int, state: Any) -> Path:
     return path
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the most generations, or None."""
+def _newest(run_dir: Path) -> tuple[int, Path | None]:
+    """``(generation, path)`` of the checkpoint with the most generations, or
+    ``(0, None)``."""
     found = [
         (int(m.group(1)), p)
         for p in (Path(run_dir) / "checkpoints").glob("es_state_gen*.npz")
         if (m := _NAME.search(p.name))
     ]
-    return max(found)[1] if found else None
+    return max(found) if found else (0, None)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the most generations, or None."""
+    return _newest(run_dir)[1]
 
 
 def resume_generation(run_dir: Path) -> int:
     """The generation a resumed run starts from: the newest checkpoint's, or 0."""
-    path = latest_checkpoint(run_dir)
-    return int(_NAME.search(path.name).group(1)) if path is not None else 0
+    return _newest(run_dir)[0]
 
 
 def load_checkpoint(path: Path, template: Any) -> tuple[int, Any]:

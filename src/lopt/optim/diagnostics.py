@@ -27,6 +27,7 @@ import optax
 
 from lopt.optim.features import MOMENTUM_DECAYS, update_momentum
 from lopt.optim.open_opt import OPENState
+from lopt.optim.tree_paths import flatten
 
 # Per-step samples: a PPO update keeps its last step's, not a mean over steps.
 SAMPLES = ("sample_gradient", "sample_update")
@@ -43,12 +44,6 @@ class DiagnosticsState(NamedTuple):
     inner: Any  # the wrapped transformation's state
     momentum: jax.Array  # shape=(6, num_params): gradient EMAs
     stats: dict  # the last step's statistics (see the module docstring)
-
-
-def _flat(tree: Any) -> jax.Array:
-    return jnp.concatenate(
-        [jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)]
-    )
 
 
 def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -95,7 +90,8 @@ def with_diagnostics(
 
     def update_fn(grads, state: DiagnosticsState, params=None, **extra_args):
         updates, inner = tx.update(grads, state.inner, params, **extra_args)
-        g, u = _flat(grads), _flat(updates)
+        g = flatten(grads).astype(jnp.float32)
+        u = flatten(updates).astype(jnp.float32)
         momentum = update_momentum(state.momentum, g)
         idx = sample_indices(g.size, sample_size)
         stats = {

@@ -66,11 +66,6 @@ class OPENStep(NamedTuple):
     state: OPENState  # the state after this step
 
 
-def _flatten(tree: Any) -> jax.Array:
-    """All elements of a tree (or list of arrays), concatenated in leaf order."""
-    return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
-
-
 def _unflatten(flat: jax.Array, like: Any) -> Any:
     leaves, treedef = jax.tree.flatten(like)
     out, start = [], 0
@@ -121,14 +116,14 @@ def open_inputs(
         )
 
     # MOMENTUM, updated before the features so it includes this gradient
-    momentum = update_momentum(momentum, _flatten(grad_leaves))
+    momentum = update_momentum(momentum, tree_paths.flatten(grad_leaves))
 
     # FEATURES: 15 normalised per tensor, then the 4 unnormalised ones
     normalised, start = [], 0
     for p, g in zip(param_leaves, grad_leaves, strict=True):
         normalised.append(tensor_features(p, g, momentum[:, start : start + p.size]))
         start += p.size
-    dormancy_flat = _flatten(
+    dormancy_flat = tree_paths.flatten(
         [
             jnp.broadcast_to(jnp.asarray(d, jnp.float32), p.shape)
             for p, d in zip(param_leaves, dormancy_leaves, strict=True)
@@ -177,7 +172,7 @@ def open_step(
     mask = _noise_mask(noise_mask, params)
     noise = config.step_mult * delta * mask * threefry_normal(key, mask.size)
     if track_noise:
-        scale = jnp.sum(mask * jnp.abs(_flatten(params).astype(jnp.float32)))
+        scale = jnp.sum(mask * jnp.abs(tree_paths.flatten(params).astype(jnp.float32)))
         noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
     else:
         noise_magnitude = state.noise_magnitude

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 Path = tuple[Any, ...]
@@ -98,6 +99,11 @@ actor_mask = prefix_mask(["actor"])
 def resolve(tree_or_fn: Any, params: Any) -> Any:
     """A tree given directly, or the result of calling a function on ``params``."""
     return tree_or_fn(params) if callable(tree_or_fn) else tree_or_fn
+
+
+def flatten(tree: Any) -> jax.Array:
+    """All elements of a tree (or list of arrays), concatenated in leaf order."""
+    return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
 
 
 def per_element(values: Any, params: Any, dtype=np.float32) -> np.ndarray:

@@ -27,6 +27,7 @@ from lopt.envs.registry import make_env
 from lopt.optim.diagnostics import SAMPLES, with_diagnostics
 from lopt.optim.dormancy import dormancy_tree, dormant_fraction
 from lopt.optim.family import Optimizer
+from lopt.optim.tree_paths import flatten
 from lopt.rl import networks, progress
 from lopt.rl.distributions import categorical_entropy, categorical_log_prob
 from lopt.rl.gae import compute_gae
@@ -278,7 +279,7 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             dormancy=dormancy_tree(params, activations),
         )
         params = optax.apply_updates(params, updates)
-        flat_updates = jnp.concatenate([jnp.ravel(u) for u in jax.tree.leaves(updates)])
+        flat_updates = flatten(updates)
         metrics = {
             **losses,
             "dormant_fraction": dormant_fraction(activations),

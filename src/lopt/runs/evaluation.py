@@ -129,18 +129,20 @@ def run_evaluation(
         config = dataclasses.replace(env_preset.ppo, diagnostics=True)
         if total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=total_timesteps)
-        variants = [(canonical_name(env), config)]
+        name = canonical_name(env)
+        variants = [(name, config)]
         if sweep is not None:
             field, values = sweep
-            name = canonical_name(env)
             variants = [
                 (f"{name}[{field}={v}]", replace_checked(config, field, v))
                 for v in values
             ]
+        optimizers = [
+            from_spec(spec, env_preset.optimizers, track_noise=True)
+            for spec in optimizer_specs
+        ]
         for task, task_config in variants:
-            for spec in optimizer_specs:
-                optimizer = from_spec(spec, env_preset.optimizers, track_noise=True)
-                pairs.append((task, task_config, optimizer))
+            pairs += [(task, task_config, optimizer) for optimizer in optimizers]
     names = [o.name for _, _, o in pairs[: len(optimizer_specs)]]
     if len(set(names)) != len(names):
         raise ValueError(f"two optimizers share a name: {names}; rename a file")
