@@ -210,6 +210,8 @@ GRID_TYPES: dict[str, GridType] = {
 class Gridworld:
     """One gridworld type, with the step interface of :mod:`lopt.envs.wrappers`."""
 
+    continuous = False
+
     def __init__(self, grid_type: str):
         self.spec = GRID_TYPES[grid_type]
 

@@ -1,9 +1,15 @@
 """Environments by name: ``make_env("minatar/breakout")`` or its alias ``"breakout"``.
 
-Each entry builds the environment lazily (optional suites are imported only when
-asked for) and wraps it in one fixed order: the suite's adapter, then
-:class:`~lopt.envs.wrappers.FlattenObservation`, then
-:class:`~lopt.envs.wrappers.EpisodeLog`.
+Each entry builds the environment lazily (optional suites, brax and craftax, are
+imported only when asked for) and wraps it in one fixed order. Per environment:
+the suite's adapter (:mod:`lopt.envs.adapters`), then
+:class:`~lopt.envs.wrappers.FlattenObservation`, then for continuous actions
+:class:`~lopt.envs.wrappers.ClipAction`. :func:`make_vec_env` then batches
+``num_envs`` of them (:class:`~lopt.envs.vector.VecEnv`), adds
+:class:`~lopt.envs.vector.PoolReset` where resets are costly (Craftax),
+:class:`~lopt.envs.wrappers.EpisodeLog` (raw returns), and for Brax tasks
+:class:`~lopt.envs.vector.NormalizeObservation` and
+:class:`~lopt.envs.vector.NormalizeReward` (OPEN §3.4).
 """
 
 from __future__ import annotations
@@ -13,28 +19,19 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from lopt.envs.adapters import (
+    AtariAdapter,
+    BraxAdapter,
+    CraftaxAdapter,
+    GymnaxAdapter,
+)
 from lopt.envs.gridworld import GRID_TYPES, Gridworld
-from lopt.envs.wrappers import EpisodeLog, FlattenObservation, Wrapper
+from lopt.envs.vector import NormalizeObservation, NormalizeReward, PoolReset, VecEnv
+from lopt.envs.wrappers import ClipAction, ClipReward, EpisodeLog, FlattenObservation
 
 
 class UnknownEnvironmentError(ValueError):
     """An environment name that is not in the registry."""
-
-
-class GymnaxAdapter(Wrapper):
-    """A gymnax environment with lopt's shape queries."""
-
-    def reset(self, key, params):
-        return self._env.reset(key, params)
-
-    def step(self, key, state, action, params):
-        return self._env.step(key, state, action, params)
-
-    def observation_shape(self, params) -> tuple[int, ...]:
-        return tuple(self._env.observation_space(params).shape)
-
-    def num_actions(self, params) -> int:
-        return int(self._env.action_space(params).n)
 
 
 def _gymnax(gymnax_id: str, **env_kwargs: Any) -> Callable[[], tuple[Any, Any]]:
@@ -58,12 +55,44 @@ def _gridworld(grid_type: str) -> Callable[[], tuple[Any, Any]]:
     return make
 
 
+def _brax(name: str) -> Callable[[], tuple[Any, Any]]:
+    return lambda: (BraxAdapter(name), None)
+
+
+def _craftax(name: str) -> Callable[[], tuple[Any, Any]]:
+    def make() -> tuple[Any, Any]:
+        env = CraftaxAdapter(name)
+        return env, env.default_params()
+
+    return make
+
+
 @dataclasses.dataclass(frozen=True)
 class EnvEntry:
-    make: Callable[[], tuple[Any, Any]]
-    """builds ``(env, env_params)`` with the suite's adapter"""
+    make: Callable[[], tuple[Any, Any]] | None
+    """builds ``(env, env_params)`` with the suite's adapter (None: a host game)"""
     aliases: tuple[str, ...] = ()
     description: str = ""
+    normalize: bool = False
+    """normalise observations and rewards over the batch (Brax, OPEN §3.4)"""
+    pool_size: int = 0
+    """reset finished environments from a pool of this many fresh states drawn
+    each step (0: the environment resets itself)"""
+    host_game: str = ""
+    """an Atari game emulated on the host by ALE: not JAX, so not jittable
+    (:class:`~lopt.envs.adapters.AtariAdapter`, :mod:`lopt.rl.host`)"""
+
+
+class HostEnvironmentError(ValueError):
+    """A host (non-JAX) environment where a jittable one is needed."""
+
+
+ATARI_GAMES = ("breakout", "pong", "space_invaders", "asterix", "freeway", "seaquest")
+"""Atari 2600 games (ALE ROMs ship with ale-py), for evaluation on real Atari"""
+
+BRAX_TASKS = ("ant", "halfcheetah", "hopper", "walker2d", "humanoid")
+"""Brax tasks, positional backend: Ant is OPEN's (§5.2), the others evaluation
+targets for continuous control"""
 
 
 REGISTRY: dict[str, EnvEntry] = {
@@ -105,6 +134,31 @@ REGISTRY: dict[str, EnvEntry] = {
         )
         for n in DEEPSEA_SIZES
     },
+    **{
+        f"brax/{task}": EnvEntry(
+            _brax(task),
+            (task,),
+            f"Brax {task}, positional backend, 1000-step episodes",
+            normalize=True,
+        )
+        for task in BRAX_TASKS
+    },
+    **{
+        f"atari/{game}": EnvEntry(
+            None,
+            (f"atari-{game}",),
+            f"Atari {game} (ale-py, host-side emulator)",
+            host_game=game,
+        )
+        for game in ATARI_GAMES
+    },
+    # OPEN §5.4: zero-shot transfer target.
+    "craftax/classic": EnvEntry(
+        _craftax("Craftax-Classic-Symbolic-v1"),
+        ("craftax-classic", "craftax_classic"),
+        "Craftax-Classic, symbolic observations (craftax)",
+        pool_size=16,
+    ),
 }
 
 
@@ -128,7 +182,46 @@ def canonical_name(name: str) -> str:
     )
 
 
+def is_host(name: str) -> bool:
+    """Whether ``name`` runs on the host (ALE) rather than in JAX."""
+    return bool(REGISTRY[canonical_name(name)].host_game)
+
+
+def _single(entry: EnvEntry) -> tuple[Any, Any]:
+    if entry.host_game:
+        raise HostEnvironmentError(
+            f"atari/{entry.host_game} runs in ALE on the host, as a batch: build it "
+            "with make_vec_env (one environment alone is not supported)"
+        )
+    env, params = entry.make()
+    env = FlattenObservation(env)
+    return (ClipAction(env) if env.continuous else env), params
+
+
 def make_env(name: str) -> tuple[Any, Any]:
-    """Builds a wrapped environment and its default parameters by name or alias."""
-    env, params = REGISTRY[canonical_name(name)].make()
-    return EpisodeLog(FlattenObservation(env)), params
+    """One wrapped environment and its default parameters, by name or alias.
+
+    Without the batch wrappers of :func:`make_vec_env`: no observation or reward
+    normalisation, and environments with a reset pool do not reset themselves.
+    """
+    env, params = _single(REGISTRY[canonical_name(name)])
+    return EpisodeLog(env), params
+
+
+def make_vec_env(name: str, num_envs: int, gamma: float = 0.99) -> tuple[Any, Any]:
+    """``num_envs`` wrapped environments stepped as one, and their parameters.
+
+    ``gamma`` is the discount of the return whose variance scales rewards, for
+    environments that normalise them.
+    """
+    entry = REGISTRY[canonical_name(name)]
+    if entry.host_game:
+        return ClipReward(EpisodeLog(AtariAdapter(entry.host_game, num_envs))), None
+    env, params = _single(entry)
+    env = VecEnv(env, num_envs)
+    if entry.pool_size:
+        env = PoolReset(env, entry.pool_size)
+    env = EpisodeLog(env)
+    if entry.normalize:
+        env = NormalizeReward(NormalizeObservation(env), gamma)
+    return env, params

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -49,14 +50,49 @@ class FlattenObservation(Wrapper):
         return (size,)
 
 
+class ClipAction(Wrapper):
+    """Clips continuous actions to ``[low, high]`` before the environment sees them.
+
+    The agent's unclipped sample is what PPO stores and scores (OPEN §3.4, Brax).
+    """
+
+    def __init__(self, env: Any, low: float = -1.0, high: float = 1.0):
+        super().__init__(env)
+        self.low, self.high = low, high
+
+    def step(self, key, state, action, params):
+        return self._env.step(key, state, jnp.clip(action, self.low, self.high), params)
+
+
 @struct.dataclass
 class LogState:
     env_state: Any
-    episode_return: jax.Array  # shape=(): raw return of the running episode
-    episode_length: jax.Array  # shape=(), int32
-    returned_episode_return: jax.Array  # shape=(): return of the last completed one
-    returned_episode_length: jax.Array  # shape=(), int32
-    returned_episode_valid: jax.Array  # shape=(), bool: an episode has completed
+    # shapes are the batch's, () for one environment
+    episode_return: jax.Array  # raw return of the running episode
+    episode_length: jax.Array  # int32
+    returned_episode_return: jax.Array  # return of the last completed one
+    returned_episode_length: jax.Array  # int32
+    returned_episode_valid: jax.Array  # bool: an episode has completed
+
+
+@jax.jit
+def _log_step(state: LogState, reward, terminated, truncated) -> LogState:
+    """The statistics after one step (jitted: one call for a host environment)."""
+    done = jnp.logical_or(terminated, truncated)
+    episode_return = state.episode_return + reward.astype(jnp.float32)
+    episode_length = state.episode_length + 1
+    return LogState(
+        env_state=state.env_state,
+        episode_return=episode_return * (1 - done),
+        episode_length=episode_length * (1 - done),
+        returned_episode_return=jnp.where(
+            done, episode_return, state.returned_episode_return
+        ),
+        returned_episode_length=jnp.where(
+            done, episode_length, state.returned_episode_length
+        ),
+        returned_episode_valid=state.returned_episode_valid | done,
+    )
 
 
 class EpisodeLog(Wrapper):
@@ -64,33 +100,25 @@ class EpisodeLog(Wrapper):
 
     ``info["returned_episode_return"]`` is 0 until the first episode ends (OPEN's
     logged metric and fitness, §3.3). Place it inside any reward normalisation.
+    It wraps one environment or a batch of ``num_envs``
+    (:class:`~lopt.envs.vector.VecEnv`), keeping statistics per environment.
     """
 
     def reset(self, key, params):
         obs, env_state = self._env.reset(key, params)
-        zero, zero_int = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
-        state = LogState(env_state, zero, zero_int, zero, zero_int, jnp.array(False))
+        num_envs = getattr(self._env, "num_envs", None)
+        batch = () if num_envs is None else (num_envs,)
+        zero, zero_int = jnp.zeros(batch, jnp.float32), jnp.zeros(batch, jnp.int32)
+        valid = jnp.zeros(batch, bool)
+        state = LogState(env_state, zero, zero_int, zero, zero_int, valid)
         return obs, state
 
     def step(self, key, state, action, params):
         obs, env_state, reward, terminated, truncated, info = self._env.step(
             key, state.env_state, action, params
         )
-        done = jnp.logical_or(terminated, truncated)
-        episode_return = state.episode_return + reward.astype(jnp.float32)
-        episode_length = state.episode_length + 1
-        state = LogState(
-            env_state=env_state,
-            episode_return=episode_return * (1 - done),
-            episode_length=episode_length * (1 - done),
-            returned_episode_return=jnp.where(
-                done, episode_return, state.returned_episode_return
-            ),
-            returned_episode_length=jnp.where(
-                done, episode_length, state.returned_episode_length
-            ),
-            returned_episode_valid=state.returned_episode_valid | done,
-        )
+        state = _log_step(state.replace(env_state=None), reward, terminated, truncated)
+        state = state.replace(env_state=env_state)
         info = {
             **info,
             "returned_episode_return": state.returned_episode_return,
@@ -98,3 +126,14 @@ class EpisodeLog(Wrapper):
             "returned_episode_valid": state.returned_episode_valid,
         }
         return obs, state, reward, terminated, truncated, info
+
+
+class ClipReward(Wrapper):
+    """Rewards to their sign, for learning on Atari (host-side NumPy rewards);
+    place above :class:`EpisodeLog` so logged returns stay raw."""
+
+    def step(self, key, state, action, params):
+        obs, state, reward, terminated, truncated, info = self._env.step(
+            key, state, action, params
+        )
+        return obs, state, np.sign(reward), terminated, truncated, info

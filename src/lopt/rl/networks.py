@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lopt.optim.dormancy import mean_abs_activation
@@ -22,8 +23,39 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+def _layers(
+    x: jax.Array,
+    out_size: int,
+    hidden_size: int,
+    activation: str,
+    num_hidden: int,
+    out_gain: float,
+) -> tuple[jax.Array, dict]:
+    """Dense layers created in the calling module (inside its ``nn.compact``)."""
+    act = ACTIVATIONS[activation]
+    recorded = {}
+    h = x
+    for _ in range(num_hidden):
+        layer = nn.Dense(
+            hidden_size,
+            kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+            bias_init=nn.initializers.zeros,
+        )
+        h = act(layer(h))
+        recorded[layer.name] = mean_abs_activation(h)
+    head = nn.Dense(
+        out_size,
+        kernel_init=nn.initializers.orthogonal(out_gain),
+        bias_init=nn.initializers.zeros,
+    )
+    out = head(h)
+    recorded[head.name] = mean_abs_activation(out)
+    return out, recorded
+
+
 class MLP(nn.Module):
-    """Dense(H) -> act -> Dense(H) -> act -> Dense(out), orthogonal init, zero bias."""
+    """``num_hidden`` x (Dense(H) -> act), then Dense(out); orthogonal init (gain
+    sqrt 2 for hidden layers, ``out_gain`` for the last), zero biases."""
 
     out_size: int
     hidden_size: int = 64
@@ -33,32 +65,78 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, dict]:
-        act = ACTIVATIONS[self.activation]
-        recorded = {}
-        h = x
-        for _ in range(self.num_hidden):
-            layer = nn.Dense(
-                self.hidden_size,
-                kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
-                bias_init=nn.initializers.zeros,
-            )
-            h = act(layer(h))
-            recorded[layer.name] = mean_abs_activation(h)
-        head = nn.Dense(
+        out, recorded = _layers(
+            x,
             self.out_size,
-            kernel_init=nn.initializers.orthogonal(self.out_gain),
-            bias_init=nn.initializers.zeros,
+            self.hidden_size,
+            self.activation,
+            self.num_hidden,
+            self.out_gain,
         )
-        out = head(h)
-        recorded[head.name] = mean_abs_activation(out)
         return out, {"params": recorded}
 
 
-def discrete_actor(num_actions: int, hidden_size: int, activation: str) -> MLP:
+class GaussianActor(nn.Module):
+    """A diagonal Gaussian policy: the MLP gives the mean, ``log_std`` is a free
+    parameter of shape ``(action_size,)`` starting at 0 (OPEN §3.1, Ant).
+
+    Returns ``((mean, log_std), activations)``; ``log_std`` sits beside the Dense
+    layers, so it is the actor's last layer for ``layer_prop``.
+    """
+
+    action_size: int
+    hidden_size: int = 64
+    activation: str = "tanh"
+    num_hidden: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], dict]:
+        mean, recorded = _layers(
+            x,
+            self.action_size,
+            self.hidden_size,
+            self.activation,
+            self.num_hidden,
+            out_gain=0.01,
+        )
+        log_std = self.param(
+            "log_std", nn.initializers.zeros, (self.action_size,), jnp.float32
+        )
+        return (mean, jnp.broadcast_to(log_std, mean.shape)), {"params": recorded}
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. (2015)'s Atari network on pixels ``(..., 84, 84, C)`` in
+    [0, 255]: Conv(32, 8x8, stride 4) -> Conv(64, 4x4, 2) -> Conv(64, 3x3, 1) ->
+    Dense(512), ReLU after each, then Dense(out); orthogonal init as :class:`MLP`.
+    Records every layer's activations (per channel for convolutions)."""
+
+    out_size: int
+    out_gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, dict]:
+        init = nn.initializers.orthogonal(np.sqrt(2.0))
+        recorded = {}
+        h = x.astype(jnp.float32) / 255.0
+        for features, size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            conv = nn.Conv(
+                features, (size, size), (stride, stride), "VALID", kernel_init=init
+            )
+            h = nn.relu(conv(h))
+            recorded[conv.name] = mean_abs_activation(h)
+        h = h.reshape(*h.shape[:-3], -1)
+        out, dense = _layers(h, self.out_size, 512, "relu", 1, self.out_gain)
+        return out, {"params": {**recorded, **dense}}
+
+
+def discrete_actor(
+    num_actions: int, hidden_size: int, activation: str, num_hidden: int = 2
+) -> MLP:
     """Actor producing categorical logits; output gain 0.01."""
-    return MLP(num_actions, hidden_size, activation, out_gain=0.01)
+    return MLP(num_actions, hidden_size, activation, num_hidden, out_gain=0.01)
 
 
-def critic(hidden_size: int, activation: str) -> MLP:
+def critic(hidden_size: int, activation: str, num_hidden: int = 2) -> MLP:
     """Critic producing one value per observation (squeezed by the caller)."""
-    return MLP(1, hidden_size, activation, out_gain=1.0)
+    return MLP(1, hidden_size, activation, num_hidden, out_gain=1.0)

@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt.envs.registry import make_env
+from lopt.envs.registry import HostEnvironmentError, is_host, make_vec_env
 from lopt.optim.diagnostics import SAMPLES, with_diagnostics
 from lopt.optim.dormancy import dormancy_tree, dormant_fraction
 from lopt.optim.family import Optimizer
 from lopt.optim.tree_paths import flatten
 from lopt.rl import networks, progress
-from lopt.rl.distributions import categorical_entropy, categorical_log_prob
+from lopt.rl.distributions import CATEGORICAL, DIAGONAL_GAUSSIAN, Distribution
 from lopt.rl.gae import compute_gae
 
 
@@ -54,6 +54,8 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     """global-norm clip, applied to actor and critic gradients separately"""
     hidden_size: int = 64
+    num_hidden_layers: int = 2
+    """hidden layers of the actor and of the critic"""
     activation: str = "relu"
     diagnostics: bool = False
     """also record how the optimizer's updates align with the gradient and its
@@ -107,7 +109,7 @@ class PPOConfig:
 class RunnerState(NamedTuple):
     params: Any  # {"actor": flax variables, "critic": flax variables}
     opt_state: Any
-    env_state: Any  # leaves with leading axis num_envs
+    env_state: Any  # the batch's state (lopt.envs.registry.make_vec_env)
     obs: jax.Array  # shape=(num_envs, obs_dim)
     iteration: jax.Array  # shape=(), int32: optimizer steps done
     key: jax.Array
@@ -118,7 +120,7 @@ class RunnerState(NamedTuple):
 
 class Transition(NamedTuple):
     obs: jax.Array  # shape=(T, num_envs, obs_dim)
-    action: jax.Array  # shape=(T, num_envs)
+    action: jax.Array  # shape=(T, num_envs) or (T, num_envs, action_size)
     reward: jax.Array  # shape=(T, num_envs)
     done: jax.Array  # shape=(T, num_envs): terminated or truncated
     log_prob: jax.Array  # shape=(T, num_envs)
@@ -150,84 +152,86 @@ def clip_per_network(grads: dict, max_norm: float) -> dict:
     return {name: clip.update(g, optax.EmptyState())[0] for name, g in grads.items()}
 
 
-def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
-    """Builds PPO for ``config`` with ``optimizer``; see the module docstring."""
-    env, env_params = make_env(config.env)
+def make_tx(
+    config: PPOConfig, optimizer: Optimizer, opt_params: Any
+) -> optax.GradientTransformationExtraArgs:
+    """The optimizer for a whole run of ``config``, with diagnostics if asked."""
+    tx = optimizer.build(opt_params, config.num_optimizer_steps)
+    return with_diagnostics(tx) if config.diagnostics else tx
+
+
+class Agent(NamedTuple):
+    """Separate actor and critic for one environment (OPEN §3.1)."""
+
+    init: Any  # key -> {"actor": variables, "critic": variables}
+    policy_value: Any  # (params, obs) -> (policy, value, activations)
+    dist: Distribution  # of the actor's output ``policy``
+
+
+def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
+    """The actor and critic for ``env``: MLPs on flat observations, Nature CNNs on
+    images ``(H, W, C)``; a categorical actor for discrete actions, a Gaussian one
+    for continuous actions."""
     obs_shape = env.observation_shape(env_params)
-    actor = networks.discrete_actor(
-        env.num_actions(env_params), config.hidden_size, config.activation
-    )
-    critic = networks.critic(config.hidden_size, config.activation)
-    vmap_reset = jax.vmap(env.reset, in_axes=(0, None))
-    vmap_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    if env.continuous:
+        action_size, dist = env.action_size(env_params), DIAGONAL_GAUSSIAN
+    else:
+        action_size, dist = env.num_actions(env_params), CATEGORICAL
+    if len(obs_shape) == 3:
+        actor = networks.NatureCNN(action_size, out_gain=0.01)
+        critic = networks.NatureCNN(1, out_gain=1.0)
+    else:
+        layers = (config.hidden_size, config.activation, config.num_hidden_layers)
+        if env.continuous:
+            actor = networks.GaussianActor(action_size, *layers)
+        else:
+            actor = networks.discrete_actor(action_size, *layers)
+        critic = networks.critic(*layers)
 
-    samples_levels = hasattr(env, "sample_level")
-
-    def _params(level):
-        return env_params if level is None else level
-
-    def policy_value(params, obs):
-        logits, actor_acts = actor.apply(params["actor"], obs)
-        value, critic_acts = critic.apply(params["critic"], obs)
-        return logits, value[..., 0], {"actor": actor_acts, "critic": critic_acts}
-
-    def build_tx(opt_params: Any) -> optax.GradientTransformationExtraArgs:
-        tx = optimizer.build(opt_params, config.num_optimizer_steps)
-        return with_diagnostics(tx) if config.diagnostics else tx
-
-    # INIT --------------------------------------------------------------------
-    def init(key: jax.Array, opt_params: Any) -> RunnerState:
-        key, key_networks, key_env = jax.random.split(key, 3)
+    def init(key: jax.Array) -> dict:
         dummy = jnp.zeros((1, *obs_shape))
         # One key for both networks, as in OPEN's code (§3.1): same-shaped hidden
         # layers of actor and critic start equal.
-        params = {
-            "actor": actor.init(key_networks, dummy),
-            "critic": critic.init(key_networks, dummy),
-        }
-        tx = build_tx(opt_params)
-        level = None
-        if samples_levels:  # one level per run, shared by its environments
-            level = env.sample_level(jax.random.fold_in(key_env, 1), env_params)
-        obs, env_state = vmap_reset(
-            jax.random.split(key_env, config.num_envs), _params(level)
-        )
-        return RunnerState(
-            params,
-            tx.init(params),
-            env_state,
-            obs,
-            jnp.zeros((), jnp.int32),
-            key,
-            level,
-        )
+        return {"actor": actor.init(key, dummy), "critic": critic.init(key, dummy)}
 
-    # COLLECT TRAJECTORIES ----------------------------------------------------
-    def env_step(level, carry, _):
-        params, env_state, obs, key = carry
-        key, key_action, key_env = jax.random.split(key, 3)
-        logits, value, _ = policy_value(params, obs)
-        action = jax.random.categorical(key_action, logits)
-        next_obs, env_state, reward, terminated, truncated, info = vmap_step(
-            jax.random.split(key_env, config.num_envs),
-            env_state,
-            action,
-            _params(level),
-        )
-        transition = Transition(
-            obs=obs,
-            action=action,
-            reward=reward.astype(jnp.float32),
-            done=jnp.logical_or(terminated, truncated),
-            log_prob=categorical_log_prob(logits, action),
-            value=value,
-            returned_episode_return=info["returned_episode_return"],
-        )
-        return (params, env_state, next_obs, key), transition
+    def policy_value(params, obs):
+        policy, actor_acts = actor.apply(params["actor"], obs)
+        value, critic_acts = critic.apply(params["critic"], obs)
+        return policy, value[..., 0], {"actor": actor_acts, "critic": critic_acts}
+
+    return Agent(init, policy_value, dist)
+
+
+class Learner(NamedTuple):
+    """PPO's update from one rollout, whole (``learn``) or in its pieces.
+
+    ``learn(tx, params, opt_state, iteration, key, traj, last_obs)`` returns
+    ``(params, opt_state, iteration, metrics)``: GAE, then epochs of shuffled
+    minibatches, one optimizer step each. ``traj`` is a :class:`Transition` with
+    leaves ``(num_steps, num_envs, ...)``; ``last_obs`` the observations after it,
+    ``(num_envs, *obs_shape)``. Metrics are means over the update's optimizer steps
+    (diagnostic samples: the last step's).
+
+    The pieces, for a caller that loops itself: ``samples(params, traj, last_obs)``
+    gives the flat :class:`Minibatch` of the whole batch with advantages and
+    targets; ``minibatches(key, samples)`` one epoch's shuffled split, leaves
+    ``(num_minibatches, minibatch_size, ...)``; ``minibatch_step(tx, (params,
+    opt_state, iteration, key), minibatch)`` one optimizer step and its metrics.
+    """
+
+    learn: Any
+    samples: Any
+    minibatches: Any
+    minibatch_step: Any
+
+
+def make_learn(config: PPOConfig, agent: Agent) -> Learner:
+    """PPO's update for ``agent``; see :class:`Learner`."""
+    policy_value, dist = agent.policy_value, agent.dist
 
     # LOSS --------------------------------------------------------------------
     def loss_fn(params, batch: Minibatch):
-        logits, value, activations = policy_value(params, batch.obs)
+        policy, value, activations = policy_value(params, batch.obs)
         value_clipped = batch.value + jnp.clip(
             value - batch.value, -config.clip_eps, config.clip_eps
         )
@@ -237,7 +241,7 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
                 jnp.square(value_clipped - batch.target),
             )
         )
-        ratio = jnp.exp(categorical_log_prob(logits, batch.action) - batch.log_prob)
+        ratio = jnp.exp(dist.log_prob(policy, batch.action) - batch.log_prob)
         adv = (batch.advantage - batch.advantage.mean()) / (
             batch.advantage.std() + 1e-8
         )
@@ -247,7 +251,7 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
                 jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps) * adv,
             )
         )
-        entropy = jnp.mean(categorical_entropy(logits))
+        entropy = jnp.mean(dist.entropy(policy))
         total = actor_loss + config.vf_coef * value_loss - config.ent_coef * entropy
         losses = {
             "actor_loss": actor_loss,
@@ -289,19 +293,119 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             metrics.update(opt_state.stats)
         return (params, opt_state, iteration + 1, key), metrics
 
+    def minibatches(key, samples: Minibatch) -> Minibatch:
+        perm = jax.random.permutation(key, config.batch_size)
+        return jax.tree.map(
+            lambda x: x[perm].reshape(config.num_minibatches, -1, *x.shape[1:]), samples
+        )
+
     def epoch_step(tx, carry, samples: Minibatch):
         params, opt_state, iteration, key = carry
         key, key_perm = jax.random.split(key)
-        perm = jax.random.permutation(key_perm, config.batch_size)
-        minibatches = jax.tree.map(
-            lambda x: x[perm].reshape(config.num_minibatches, -1, *x.shape[1:]), samples
-        )
         carry, metrics = jax.lax.scan(
             lambda c, b: minibatch_step(tx, c, b),
             (params, opt_state, iteration, key),
-            minibatches,
+            minibatches(key_perm, samples),
         )
         return carry, metrics
+
+    def batch_samples(params, traj: Transition, last_obs) -> Minibatch:
+        _, last_value, _ = policy_value(params, last_obs)
+        advantages, targets = compute_gae(
+            traj.reward,
+            traj.value,
+            traj.done,
+            last_value,
+            config.gamma,
+            config.gae_lambda,
+        )
+        return jax.tree.map(
+            lambda x: x.reshape(config.batch_size, *x.shape[2:]),
+            Minibatch(
+                traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets
+            ),
+        )
+
+    def learn(tx, params, opt_state, iteration, key, traj: Transition, last_obs):
+        samples = batch_samples(params, traj, last_obs)
+        (params, opt_state, iteration, _), step_metrics = jax.lax.scan(
+            lambda c, _: epoch_step(tx, c, samples),
+            (params, opt_state, iteration, key),
+            None,
+            config.update_epochs,
+        )
+        metrics = {
+            k: v[-1, -1] if k in SAMPLES else jnp.mean(v, axis=(0, 1))
+            for k, v in step_metrics.items()
+        }
+        return params, opt_state, iteration, metrics
+
+    return Learner(learn, batch_samples, minibatches, minibatch_step)
+
+
+def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
+    """Builds PPO for ``config`` with ``optimizer``; see the module docstring.
+
+    Raises:
+      HostEnvironmentError: for an Atari game (ALE runs on the host, outside JAX;
+        :func:`lopt.rl.host.train_host` trains on it).
+    """
+    if is_host(config.env):
+        raise HostEnvironmentError(
+            f"{config.env} is emulated by ALE on the host, outside JAX: it trains "
+            "with lopt train / lopt eval (lopt.rl.host.train_host), not inside a "
+            "jitted or vmapped function such as meta-training"
+        )
+    env, env_params = make_vec_env(config.env, config.num_envs, config.gamma)
+    agent = make_agent(config, env, env_params)
+    policy_value, dist = agent.policy_value, agent.dist
+    learn = make_learn(config, agent).learn
+    samples_levels = hasattr(env, "sample_level")
+
+    def _params(level):
+        return env_params if level is None else level
+
+    def build_tx(opt_params: Any) -> optax.GradientTransformationExtraArgs:
+        return make_tx(config, optimizer, opt_params)
+
+    # INIT --------------------------------------------------------------------
+    def init(key: jax.Array, opt_params: Any) -> RunnerState:
+        key, key_networks, key_env = jax.random.split(key, 3)
+        params = agent.init(key_networks)
+        tx = build_tx(opt_params)
+        level = None
+        if samples_levels:  # one level per run, shared by its environments
+            level = env.sample_level(jax.random.fold_in(key_env, 1), env_params)
+        obs, env_state = env.reset(key_env, _params(level))
+        return RunnerState(
+            params,
+            tx.init(params),
+            env_state,
+            obs,
+            jnp.zeros((), jnp.int32),
+            key,
+            level,
+        )
+
+    # COLLECT TRAJECTORIES ----------------------------------------------------
+    def env_step(level, carry, _):
+        params, env_state, obs, key = carry
+        key, key_action, key_env = jax.random.split(key, 3)
+        policy, value, _ = policy_value(params, obs)
+        action = dist.sample(key_action, policy)
+        next_obs, env_state, reward, terminated, truncated, info = env.step(
+            key_env, env_state, action, _params(level)
+        )
+        transition = Transition(
+            obs=obs,
+            action=action,
+            reward=reward.astype(jnp.float32),
+            done=jnp.logical_or(terminated, truncated),
+            log_prob=dist.log_prob(policy, action),
+            value=value,
+            returned_episode_return=info["returned_episode_return"],
+        )
+        return (params, env_state, next_obs, key), transition
 
     def update_step(state: RunnerState, opt_params: Any):
         tx = build_tx(opt_params)
@@ -311,34 +415,10 @@ def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:
             None,
             config.num_steps,
         )
-        # CALCULATE ADVANTAGE
-        _, last_value, _ = policy_value(params, obs)
-        advantages, targets = compute_gae(
-            traj.reward,
-            traj.value,
-            traj.done,
-            last_value,
-            config.gamma,
-            config.gae_lambda,
-        )
-        samples = jax.tree.map(
-            lambda x: x.reshape(config.batch_size, *x.shape[2:]),
-            Minibatch(
-                traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets
-            ),
-        )
         key, key_epochs = jax.random.split(key)
-        (params, opt_state, iteration, _), step_metrics = jax.lax.scan(
-            lambda c, _: epoch_step(tx, c, samples),
-            (params, state.opt_state, state.iteration, key_epochs),
-            None,
-            config.update_epochs,
+        params, opt_state, iteration, metrics = learn(
+            tx, params, state.opt_state, state.iteration, key_epochs, traj, obs
         )
-        # Means over the update's (epoch, minibatch) steps; samples of the last step.
-        metrics = {
-            k: v[-1, -1] if k in SAMPLES else jnp.mean(v, axis=(0, 1))
-            for k, v in step_metrics.items()
-        }
         metrics["return"] = jnp.mean(traj.returned_episode_return[-1])
         new_state = RunnerState(
             params, opt_state, env_state, obs, iteration, key, state.level

@@ -13,7 +13,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from lopt.envs.registry import is_host
 from lopt.optim.family import Optimizer
+from lopt.rl.host import train_host
 from lopt.rl.ppo import PPOConfig, make_ppo
 
 
@@ -46,8 +48,11 @@ def train_seeds(
 
     Returns:
       ``(metrics, final_state)``: every metric as an array of shape
-      ``(num_seeds, num_updates)``, and the final runner state (batched).
+      ``(num_seeds, num_updates)``, and the final runner state (batched; for a
+      host environment only the agents' parameters).
     """
+    if is_host(config.env):  # Atari: ALE steps on the host, one update at a time
+        return train_host(config, optimizer, seed_keys(seeds), opt_params, on_progress)
     ppo = make_ppo(config, optimizer)
     opt_params = optimizer.params if opt_params is None else opt_params
     chunk = chunk_size(config.num_updates)
