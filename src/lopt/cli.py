@@ -291,9 +291,11 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
 
     es = config.es
     envs = ", ".join(t.ppo.env for t in config.tasks)
+    cell = getattr(config.optimizer, "cell", None)  # OPEN and its variants
     print(
-        f"lopt meta-train: {config.optimizer.variant} "
-        f"({config.optimizer.num_meta_params} meta-parameters) on {envs} with "
+        f"lopt meta-train: {config.optimizer.variant} ("
+        + (f"{cell}, " if cell else "")
+        + f"{config.optimizer.num_meta_params} meta-parameters) on {envs} with "
         f"{es.strategy}, population {es.population_size}, {es.num_generations} "
         f"generations -> {out}"
     )

@@ -73,9 +73,9 @@ class OPENStep(NamedTuple):
     state: OPENState  # the state after this step
 
 
-def _noise_mask(noise_mask: Any, params: Any) -> jax.Array:
+def _element_mask(mask: Any, params: Any) -> jax.Array:
     """1.0 on the elements of masked leaves, 0.0 elsewhere: shape (num_params,)."""
-    return tree_paths.per_element(tree_paths.resolve(noise_mask, params), params)
+    return tree_paths.per_element(tree_paths.resolve(mask, params), params)
 
 
 def open_inputs(
@@ -194,12 +194,12 @@ def open_step(
         features=config.features,
     )
     if config.separate_actor_critic:
-        actor = _noise_mask(actor_mask, params) > 0
+        actor = _element_mask(actor_mask, params) > 0
         carry, out = _apply_per_network(meta_params, state.carry, inputs, actor)
     else:
         carry, out = apply_network(meta_params, state.carry, inputs)
     deterministic = config.step_mult * out[0] * jnp.exp(config.exp_mult * out[1])
-    mask = _noise_mask(noise_mask, params)
+    mask = _element_mask(noise_mask, params)
     if config.noise:
         # Every element is drawn and the mask multiplies: one branch-free kernel,
         # several times faster on CPU than drawing the masked elements alone.
