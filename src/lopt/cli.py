@@ -40,7 +40,8 @@ class Train:
     """PPO settings: default (the paper's for MinAtar) or small (MinAtar in seconds
     on a CPU, the inner task of lopt meta-train's cpu preset)"""
     optimizer: str = "adam"
-    """adam, rmsprop, lion, sgd, or open:PATH (a learned optimizer's .npy file)"""
+    """adam, rmsprop, lion, sgd, or a learned optimizer's .npy file: open:PATH (OPEN
+    and its ablations), optim4rl:PATH, or learned:PATH (any)"""
     lr: float | None = None
     """learning rate of a hand-crafted optimizer (default: the preset's tuned one)"""
     seeds: int = 4
@@ -149,7 +150,16 @@ class MetaTrain:
     total_timesteps: int | None = None
     """inner-loop environment steps per run, for every task"""
     learned: str = "open"
-    """the learned optimizer to train"""
+    """the learned optimizer to train: open, no-features (OPEN's network reading
+    only parameter, gradient and momenta, no noise) or optim4rl (Lan et al. 2024)"""
+    ablate: str | None = None
+    """OPEN ablation: comma-separated parts to remove, from training_prop,
+    batch_prop, layer_prop, dormancy, noise"""
+    separate_actor_critic: bool = False
+    """separate meta-parameters for the actor's and the critic's leaves (OPEN's Deep
+    Sea study)"""
+    optim4rl_lr: float | None = None
+    """learning rate of an Optim4RL optimizer (default 1e-3)"""
     strategy: str | None = None
     """open-es (the paper's) or ga (keep the best, mutate copies)"""
     cell: str | None = None
@@ -180,8 +190,6 @@ def _meta_config(args: MetaTrain):
 
     if args.preset not in META_PRESETS:
         _fail(f"unknown preset {args.preset!r}; choose from {', '.join(META_PRESETS)}")
-    if args.learned != "open":
-        _fail(f"unknown learned optimizer {args.learned!r}; choose from open")
     config = META_PRESETS[args.preset]
     if args.ppo_preset != "default" and not args.envs:
         _fail("--ppo-preset applies to --envs")
@@ -206,6 +214,7 @@ def _meta_config(args: MetaTrain):
         config = dataclasses.replace(
             config, optimizer=dataclasses.replace(config.optimizer, cell=args.cell)
         )
+    config = dataclasses.replace(config, optimizer=_learned_config(args, config))
     es_changes = {
         "strategy": args.strategy,
         "population_size": args.population,
@@ -229,6 +238,28 @@ def _meta_config(args: MetaTrain):
         config, es=es, **{k: v for k, v in run_changes.items() if v is not None}
     )
     return config
+
+
+def _learned_config(args: MetaTrain, config):
+    """The learned optimizer that ``--learned``, ``--ablate`` and the other options
+    describe, with the preset's OPEN architecture as the base."""
+    from lopt.optim.learned import make_config
+
+    ablate = [a.strip() for a in (args.ablate or "").split(",") if a.strip()]
+    learned = make_config(
+        args.learned,
+        config.optimizer,
+        ablate=ablate,
+        separate_actor_critic=args.separate_actor_critic,
+    )
+    if args.learned == "optim4rl":
+        if args.cell is not None:
+            raise ValueError("--cell applies to open and no-features, not optim4rl")
+        if args.optim4rl_lr is not None:
+            learned = dataclasses.replace(learned, learning_rate=args.optim4rl_lr)
+    elif args.optim4rl_lr is not None:
+        raise ValueError(f"--optim4rl-lr applies to optim4rl, not {args.learned}")
+    return learned
 
 
 def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
@@ -260,9 +291,11 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
 
     es = config.es
     envs = ", ".join(t.ppo.env for t in config.tasks)
+    cell = getattr(config.optimizer, "cell", None)  # OPEN and its variants
     print(
-        f"lopt meta-train: {args.learned} ({config.optimizer.cell}, "
-        f"{config.optimizer.num_meta_params} meta-parameters) on {envs} with "
+        f"lopt meta-train: {config.optimizer.variant} ("
+        + (f"{cell}, " if cell else "")
+        + f"{config.optimizer.num_meta_params} meta-parameters) on {envs} with "
         f"{es.strategy}, population {es.population_size}, {es.num_generations} "
         f"generations -> {out}"
     )
@@ -315,7 +348,7 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     _print_table(rows, ["env", "start mean", "final mean", "final iqm"])
     print(
         f"{summary['wall_time_s']:.0f} s; optimizer: {summary['optimizer']} "
-        f"(use it with lopt train --optimizer open:{summary['optimizer']})"
+        f"(use it with lopt train --optimizer learned:{summary['optimizer']})"
     )
     return summary
 

@@ -40,11 +40,18 @@ def _convert(hint: Any, value: Any) -> Any:
         item = args[0] if args else Any
         return tuple(_convert(item, v) for v in value)
     if origin in (typing.Union, types.UnionType):
+        errors = []
         for arg in typing.get_args(hint):
             if arg is type(None) and value is None:
                 return None
             if dataclasses.is_dataclass(arg) and isinstance(value, dict):
-                return from_dict(arg, value)
+                # A union of dataclasses: the first whose fields the dict fits.
+                try:
+                    return from_dict(arg, value)
+                except (TypeError, ValueError) as err:
+                    errors.append(f"{arg.__name__}: {err}")
             if typing.get_origin(arg) is tuple and isinstance(value, list):
                 return _convert(arg, value)
+        if errors:
+            raise ValueError(f"settings match none of {'; '.join(errors)}")
     return value

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from lopt.optim.network import OPENConfig
+from lopt.optim.optim4rl import Optim4RLConfig
 from lopt.rl.ppo import PPOConfig
 
 STRATEGIES = ("open-es", "ga")
@@ -67,8 +68,11 @@ class MetaTrainConfig:
 
     tasks: tuple[TaskConfig, ...]
     es: ESConfig = dataclasses.field(default_factory=ESConfig)
-    optimizer: OPENConfig = dataclasses.field(default_factory=OPENConfig)
-    """architecture of the learned optimizer (OPEN)"""
+    optimizer: OPENConfig | Optim4RLConfig = dataclasses.field(
+        default_factory=OPENConfig
+    )
+    """the learned optimizer: OPEN, an ablation of it, No-Features
+    (OPENConfig.no_features()) or Optim4RL"""
     init_from: str | None = None
     """a .npy optimizer file to start the ES mean from (default: zeros, as the paper)"""
     seed: int = 0

@@ -29,9 +29,12 @@ from lopt.meta.fitness import (
     pairwise,
     to_minimisation,
 )
-from lopt.optim.family import open_family
-from lopt.optim.files import load_open, save_open
-from lopt.optim.network import unravel_meta_params, zeros_meta_params
+from lopt.optim.files import load_learned, save_learned
+from lopt.optim.learned import (
+    learned_family,
+    unravel_meta_params,
+    zeros_meta_params,
+)
 from lopt.rl.ppo import make_train
 from lopt.rl.runner import seed_keys
 from lopt.runs.rundir import write_json
@@ -65,7 +68,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 def _initial_mean(config: MetaTrainConfig) -> Any:
     if config.init_from is None:
         return zeros_meta_params(config.optimizer)
-    meta, found = load_open(config.init_from)
+    meta, found = load_learned(config.init_from)
     if found != config.optimizer:
         raise ValueError(
             f"{config.init_from} holds an optimizer of architecture {found}, but this "
@@ -95,7 +98,7 @@ class MetaTrainer:
     def __init__(self, config: MetaTrainConfig, devices: list | None = None):
         self.config = config
         template = zeros_meta_params(config.optimizer)
-        self.family = open_family(template, config.optimizer)
+        self.family = learned_family(template, config.optimizer)
         self.antithetic = config.tasks[0].antithetic_tasks  # then the only task
         self.strategy = strategy.make_strategy(
             config.es, template, shaped_outside=self.antithetic
@@ -283,7 +286,7 @@ def meta_train(
             record["heldout"] = trainer.evaluate_heldout(trainer.solution(state))
         if done % config.save_every == 0 or done == es.num_generations:
             checkpoint.save_checkpoint(run_dir, done, state)
-            save_open(
+            save_learned(
                 run_dir / "checkpoints" / f"optimizer_gen{done:06d}.npy",
                 trainer.solution(state),
                 config.optimizer,
@@ -294,7 +297,7 @@ def meta_train(
         if on_generation:
             on_generation(record)
 
-    optimizer_path = save_open(
+    optimizer_path = save_learned(
         run_dir / OPTIMIZER_FILE,
         trainer.solution(state),
         config.optimizer,

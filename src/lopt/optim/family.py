@@ -20,6 +20,7 @@ import optax
 from lopt.optim import tree_paths
 from lopt.optim.network import OPENConfig
 from lopt.optim.open_opt import open_optimizer
+from lopt.optim.optim4rl import Optim4RLConfig, optim4rl_optimizer
 
 Builder = Callable[[Any, int], optax.GradientTransformationExtraArgs]
 
@@ -116,10 +117,12 @@ def open_family(
     *,
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
+    actor_mask: Any = tree_paths.actor_mask,
     name: str = "open",
     track_noise: bool = False,
 ) -> Optimizer:
-    """OPEN with ``meta_params`` as its default (vmappable) parameters."""
+    """OPEN (or an ablation of it, as ``config`` says) with ``meta_params`` as its
+    default (vmappable) parameters."""
 
     def build(theta: Any, num_steps: int) -> optax.GradientTransformationExtraArgs:
         del num_steps  # OPEN's schedule comes from training_prop, not a step count
@@ -128,6 +131,7 @@ def open_family(
             config,
             noise_mask=noise_mask,
             layer_props=layer_props,
+            actor_mask=actor_mask,
             track_noise=track_noise,
         )
 
@@ -135,7 +139,25 @@ def open_family(
         name=name,
         build=build,
         params=meta_params,
-        description={"name": name, **vars(config)},
+        description={"name": name, "variant": config.variant, **vars(config)},
+        learned=True,
+    )
+
+
+def optim4rl_family(
+    meta_params: Any, config: Optim4RLConfig = Optim4RLConfig(), *, name="optim4rl"
+) -> Optimizer:
+    """Optim4RL (Lan et al. 2024) with ``meta_params`` as its default parameters."""
+
+    def build(theta: Any, num_steps: int) -> optax.GradientTransformationExtraArgs:
+        del num_steps  # Optim4RL has no schedule
+        return optim4rl_optimizer(theta, config)
+
+    return Optimizer(
+        name=name,
+        build=build,
+        params=meta_params,
+        description={"name": name, "variant": config.variant, **vars(config)},
         learned=True,
     )
 

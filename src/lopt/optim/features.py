@@ -16,6 +16,12 @@ idx   feature                           normalised
 18    dormancy                          no
 ====  ================================  ===========
 
+The features come in *groups* (:data:`FEATURE_GROUPS`): ``param``, ``momentum``
+(rows 1-12), ``gradient`` (rows 13-14) and the four RL features ``training_prop``,
+``layer_prop``, ``batch_prop`` and ``dormancy``. An ablated optimizer reads a subset
+of the groups (:func:`feature_columns`): the removed rows are not built into its
+input at all, so its network has fewer input columns.
+
 The first 15 channels are divided by their root mean square over the elements of
 their own tensor (each kernel and each bias separately). The sign/log split of
 gradient and momentum is the "gradient conditioning" of Optim4RL (Lan et al. 2024).
@@ -54,6 +60,43 @@ FEATURE_NAMES = (
     "batch_prop",
     "dormancy",
 )
+
+#: Input feature groups, each a tuple of FEATURE_NAMES, in FEATURE_NAMES order.
+FEATURE_GROUPS = {
+    "param": FEATURE_NAMES[0:1],
+    "momentum": FEATURE_NAMES[1:13],
+    "gradient": FEATURE_NAMES[13:15],
+    "training_prop": ("training_prop",),
+    "layer_prop": ("layer_prop",),
+    "batch_prop": ("batch_prop",),
+    "dormancy": ("dormancy",),
+}
+ALL_FEATURES = tuple(FEATURE_GROUPS)
+#: What every learned optimizer sees: parameter, gradient and momenta.
+BASIC_FEATURES = ("param", "momentum", "gradient")
+#: OPEN's RL-specific groups, which an ablation may remove (§8.6).
+RL_FEATURES = ("training_prop", "layer_prop", "batch_prop", "dormancy")
+
+
+class UnknownFeatureError(ValueError):
+    """A feature group that does not exist."""
+
+
+def feature_columns(groups: tuple[str, ...]) -> tuple[int, ...]:
+    """Rows of the 19-feature input that the groups ``groups`` keep, in order.
+
+    Raises:
+      UnknownFeatureError: a name that is not in :data:`FEATURE_GROUPS`.
+    """
+    unknown = [g for g in groups if g not in FEATURE_GROUPS]
+    if unknown:
+        raise UnknownFeatureError(
+            f"unknown feature group(s) {', '.join(map(repr, unknown))}; choose from "
+            f"{', '.join(FEATURE_GROUPS)}"
+        )
+    kept = {name for g in groups for name in FEATURE_GROUPS[g]}
+    return tuple(i for i, name in enumerate(FEATURE_NAMES) if name in kept)
+
 
 NUM_NORMALISED = 15
 LOG_EPS = 1e-13

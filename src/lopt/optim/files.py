@@ -2,9 +2,11 @@
 
 The paper's released optimizers are 1-D float32 ``.npy`` files in jax pytree order:
 1,211 values for the small architecture, 3,571 for the large one. lopt writes the
-same layout, plus a sidecar ``<name>.json`` holding the architecture, so that files
-of other architectures (an LSTM cell, say) load without flags. A file without a
-sidecar must be one of the two released sizes.
+same layout, plus a sidecar ``<name>.json`` holding the optimizer's kind
+(``"format"``: ``lopt-open`` for OPEN and its variants, ``lopt-optim4rl``) and its
+configuration, so that files of other architectures (an LSTM cell, an ablation, the
+No-Features or Optim4RL baselines) load without flags. A file without a sidecar must
+be one of the two released sizes, and is full OPEN.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from typing import Any
 import numpy as np
 
 from lopt.atomic import atomic_write
-from lopt.optim.network import (
-    MetaParams,
-    OPENConfig,
+from lopt.optim.learned import (
+    LearnedConfig,
     check_meta_params,
-    ravel_meta_params,
     unravel_meta_params,
 )
+from lopt.optim.network import MetaParams, OPENConfig, ravel_meta_params
+from lopt.optim.optim4rl import Optim4RLConfig
 
 #: The architectures of the paper's released files, by their number of values.
 RELEASED_SIZES = {1211: "small", 3571: "large"}
+#: The sidecar's "format" of each kind of learned optimizer.
+FORMATS: dict[str, type] = {"lopt-open": OPENConfig, "lopt-optim4rl": Optim4RLConfig}
 
 
 class OptimizerFileError(ValueError):
@@ -98,13 +102,27 @@ def _read_vector(path: Path) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def read_config(path: str | os.PathLike, size: int) -> OPENConfig:
+def _config_from_sidecar(sidecar: Path) -> LearnedConfig:
+    try:
+        meta = json.loads(sidecar.read_text())
+        kind = meta.get("format", "lopt-open")
+        cls = FORMATS[kind]
+        return cls(**meta["config"])
+    except KeyError as err:
+        raise OptimizerFileError(
+            f'{sidecar}: no {err} entry; expected "format" (one of '
+            f'{", ".join(FORMATS)}) and "config"'
+        ) from err
+    except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as err:
+        raise OptimizerFileError(f"{sidecar}: not a valid description ({err})") from err
+
+
+def read_config(path: str | os.PathLike, size: int) -> LearnedConfig:
     """The architecture of the file at ``path`` holding ``size`` values."""
     path = Path(path)
     sidecar = _sidecar(path)
     if sidecar.exists():
-        meta = json.loads(sidecar.read_text())
-        config = OPENConfig(**meta["config"])
+        config = _config_from_sidecar(sidecar)
         expected = config.num_meta_params
         if size != expected:
             raise OptimizerFileError(
@@ -121,33 +139,63 @@ def read_config(path: str | os.PathLike, size: int) -> OPENConfig:
     return getattr(OPENConfig, RELEASED_SIZES[size])()
 
 
-def load_open(path: str | os.PathLike) -> tuple[MetaParams, OPENConfig]:
-    """Loads an OPEN optimizer from a ``.npy`` file.
+def load_learned(path: str | os.PathLike) -> tuple[MetaParams, LearnedConfig]:
+    """Loads any learned optimizer (OPEN, a variant of it, Optim4RL) from a
+    ``.npy`` file and its sidecar.
 
     Returns:
-      ``(meta_params, config)``.
+      ``(meta_params, config)``: an :class:`~lopt.optim.network.OPENConfig` or an
+      :class:`~lopt.optim.optim4rl.Optim4RLConfig`.
 
     Raises:
       OptimizerFileError: the file is missing, not a ``.npy`` file, truncated,
         holds an object, non-float or non-flat array, NaN or infinite values, or
-        a number of values that matches no known architecture.
+        a number of values that matches no known architecture; or its sidecar is
+        unreadable.
     """
     vector = _read_vector(Path(path))
     config = read_config(path, vector.size)
     return unravel_meta_params(vector, config), config
 
 
-def save_open(
-    path: str | os.PathLike, meta_params: MetaParams, config: OPENConfig, **info: Any
+def load_open(path: str | os.PathLike) -> tuple[MetaParams, OPENConfig]:
+    """Loads an OPEN optimizer (or an ablation of it) from a ``.npy`` file.
+
+    Raises:
+      OptimizerFileError: as :func:`load_learned`, or the file holds another
+        kind of learned optimizer.
+    """
+    meta_params, config = load_learned(path)
+    if not isinstance(config, OPENConfig):
+        raise OptimizerFileError(
+            f"{path}: holds a {config.variant} optimizer, not OPEN; load it as "
+            f"{config.variant}:PATH or learned:PATH"
+        )
+    return meta_params, config
+
+
+def save_learned(
+    path: str | os.PathLike, meta_params: MetaParams, config: LearnedConfig, **info: Any
 ) -> Path:
-    """Writes ``meta_params`` as a flat float32 ``.npy`` (released layout) and its
-    architecture as ``<name>.json``, each atomically (temporary file, then rename)."""
+    """Writes ``meta_params`` as a flat float32 ``.npy`` (jax pytree order, the
+    released layout for OPEN) and its kind and configuration as ``<name>.json``,
+    each atomically (temporary file, then rename)."""
     check_meta_params(meta_params, config)
     path = Path(path)
     vector = np.asarray(ravel_meta_params(meta_params), np.float32)
     atomic_write(path, lambda f: np.save(f, vector))
-    sidecar = {"format": "lopt-open", "config": dataclasses.asdict(config), **info}
+    kind = next(k for k, cls in FORMATS.items() if isinstance(config, cls))
+    sidecar = {
+        "format": kind,
+        "variant": config.variant,
+        "config": dataclasses.asdict(config),
+        **info,
+    }
     atomic_write(
         _sidecar(path), lambda f: f.write(json.dumps(sidecar, indent=2).encode())
     )
     return path
+
+
+#: The name lopt has always used; it writes any learned optimizer.
+save_open = save_learned

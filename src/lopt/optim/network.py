@@ -15,6 +15,23 @@ pass below reads the same tree with fused matrices (one input and one hidden mat
 for all gates), which is what makes OPEN cheap enough to run on every parameter.
 An LSTM cell (``flax.linen.LSTMCell``'s layout, under ``"lstm_params"``) may be chosen
 for newly trained optimizers; the released files all use the GRU.
+
+Variants for ablations and baselines (all meta-trained, none released), chosen by
+:class:`OPENConfig` and recorded in a saved optimizer's sidecar:
+
+- ``features``: the input groups read (:data:`~lopt.optim.features.FEATURE_GROUPS`).
+  A removed group's rows are absent from the input kernels ``ir``, ``iz`` and
+  ``in``, so each removed column costs ``3 * cell_features`` meta-parameters.
+- ``noise=False``: the last layer has 2 outputs (m, e) and there is no noise term.
+- ``separate_actor_critic``: two trees of the layout above, ``{"actor": ...,
+  "critic": ...}``; the actor's leaves are updated with the first, the critic's
+  with the second (OPEN §5.5, the Deep Sea study).
+- :meth:`OPENConfig.no_features`: the No-Features baseline (OPEN §6), this
+  network reading only the parameter, momentum and gradient groups, without
+  noise. The 2024 paper does not say whether its No-Features had the recurrent
+  cell; the authors' 2025 repository has an MLP on raw momenta instead. lopt keeps
+  OPEN's architecture and feature conditioning, so the comparison with OPEN
+  isolates its RL features and its noise.
 """
 
 from __future__ import annotations
@@ -29,7 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from lopt.optim.features import FEATURE_NAMES
+from lopt.optim.features import (
+    ALL_FEATURES,
+    BASIC_FEATURES,
+    FEATURE_GROUPS,
+    feature_columns,
+)
 
 MetaParams = Any
 LN_EPS = 1e-6
@@ -53,6 +75,26 @@ class OPENConfig:
     """alpha_1 = alpha_3: scale of the deterministic and stochastic update"""
     exp_mult: float = 1e-3
     """alpha_2: scale inside the exponential of the update magnitude"""
+    features: tuple[str, ...] = ALL_FEATURES
+    """input feature groups the network reads (all: OPEN); see
+    lopt.optim.features.FEATURE_GROUPS. Kept in the 19-feature order."""
+    noise: bool = True
+    """learned stochasticity: a third output delta scales Gaussian noise on the actor"""
+    separate_actor_critic: bool = False
+    """two meta-parameter sets, one for the actor's leaves and one for the critic's"""
+
+    def __post_init__(self):
+        feature_columns(tuple(self.features))  # raises on an unknown group
+        if not self.features:
+            raise ValueError("an OPEN optimizer needs at least one feature group")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"feature groups repeat: {list(self.features)}")
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"unknown cell {self.cell!r}; choose from gru, lstm")
+        # One canonical order (and a tuple, whatever JSON gave), so that equal
+        # variants compare equal.
+        canonical = tuple(g for g in FEATURE_GROUPS if g in self.features)
+        object.__setattr__(self, "features", canonical)
 
     @classmethod
     def small(cls, **kwargs) -> OPENConfig:
@@ -62,9 +104,37 @@ class OPENConfig:
     def large(cls, **kwargs) -> OPENConfig:
         return cls(cell_features=16, hidden_size=32, **kwargs)
 
+    @classmethod
+    def no_features(cls, **kwargs) -> OPENConfig:
+        """The No-Features baseline: parameter, momenta and gradient; no noise."""
+        return cls(features=BASIC_FEATURES, noise=False, **kwargs)
+
+    @property
+    def input_columns(self) -> tuple[int, ...]:
+        """Rows of the 19-feature input (FEATURE_NAMES order) the network reads."""
+        return feature_columns(self.features)
+
     @property
     def num_inputs(self) -> int:
-        return len(FEATURE_NAMES)
+        return len(self.input_columns)
+
+    @property
+    def num_outputs(self) -> int:
+        """3 (m, e, delta) with learned noise, else 2 (m, e)."""
+        return 3 if self.noise else 2
+
+    @property
+    def variant(self) -> str:
+        """A short name: ``open``, ``no-features``, or ``open`` with what differs,
+        e.g. ``open-no-dormancy`` or ``open-no-noise-separate-actor-critic``."""
+        removed = [g for g in ALL_FEATURES if g not in self.features]
+        shared = not self.separate_actor_critic
+        if self.features == BASIC_FEATURES and not self.noise and shared:
+            return "no-features"
+        parts = [f"no-{g}" for g in removed]
+        parts += [] if self.noise else ["no-noise"]
+        parts += [] if shared else ["separate-actor-critic"]
+        return "-".join(["open", *parts])
 
     @property
     def carry_size(self) -> int:
@@ -91,7 +161,7 @@ def _flax_modules(config: OPENConfig) -> tuple[nn.Module, nn.Module]:
             nn.Dense(config.hidden_size),
             nn.LayerNorm(epsilon=LN_EPS),
             nn.relu,
-            nn.Dense(3),
+            nn.Dense(config.num_outputs),
         ]
     )
     return cell, mlp
@@ -100,6 +170,13 @@ def _flax_modules(config: OPENConfig) -> tuple[nn.Module, nn.Module]:
 def init_meta_params(key: jax.Array, config: OPENConfig = OPENConfig()) -> MetaParams:
     """Meta-parameters with flax's default initialisers (not used by ES, which
     starts from zeros, but handy for tests and for gradient-based meta-learning)."""
+    if config.separate_actor_critic:
+        shared = dataclasses.replace(config, separate_actor_critic=False)
+        key_actor, key_critic = jax.random.split(key)
+        return {
+            "actor": init_meta_params(key_actor, shared),
+            "critic": init_meta_params(key_critic, shared),
+        }
     cell, mlp = _flax_modules(config)
     key_cell, key_mlp = jax.random.split(key)
     x = jnp.zeros((1, config.num_inputs))
@@ -171,7 +248,7 @@ def _matmul(kernel: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.einsum("io,in->on", kernel, x)
 
 
-def _gru(p: dict, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def gru_cell(p: dict, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """flax GRUCell: no bias on hr/hz, a bias on hn inside the reset gate."""
     w_i = jnp.concatenate([p["ir"]["kernel"], p["iz"]["kernel"], p["in"]["kernel"]], 1)
     b_i = jnp.concatenate([p["ir"]["bias"], p["iz"]["bias"], p["in"]["bias"]])
@@ -226,15 +303,18 @@ def apply_network(
     """One step of the optimizer network on n parameters at once.
 
     Args:
-      meta_params: the meta-parameter tree.
+      meta_params: one meta-parameter tree (of a shared-parameter config, or the
+        actor's or critic's half of a separate one).
       carry: shape ``(carry_size, n)``: recurrent state of each parameter.
-      inputs: shape ``(19, n)``: the features of each parameter.
+      inputs: shape ``(num_inputs, n)``: the features of each parameter (19
+        for OPEN, fewer for an ablation).
 
     Returns:
-      ``(new_carry, outputs)``, outputs of shape ``(3, n)``: rows m, e, delta.
+      ``(new_carry, outputs)``, outputs of shape ``(num_outputs, n)``: rows m, e
+      and, with noise, delta.
     """
     if "gru_params" in meta_params:
-        carry, h = _gru(meta_params["gru_params"]["params"], carry, inputs)
+        carry, h = gru_cell(meta_params["gru_params"]["params"], carry, inputs)
     else:
         carry, h = _lstm(meta_params["lstm_params"]["params"], carry, inputs)
     mlp = meta_params["params"]["params"]

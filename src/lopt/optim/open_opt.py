@@ -9,6 +9,10 @@ For every scalar parameter, with clipped gradient g:
    1 on the actor's leaves only (learned exploration noise);
 5. the mean of ``u`` over every element of the whole tree is subtracted.
 
+Ablated variants (:class:`~lopt.optim.network.OPENConfig`) read a subset of the
+features, have no noise term, or run the actor's elements through one meta-parameter
+set and the critic's through another.
+
 The transformation returns ``-u`` (optax adds updates). Parameters are processed as
 one concatenated vector, so the network runs once per step on all of them, and the
 state stores momenta and recurrent carries flat, in the params' leaf order.
@@ -28,11 +32,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lopt.optim import tree_paths
 from lopt.optim.features import (
+    ALL_FEATURES,
     MOMENTUM_DECAYS,
+    feature_columns,
     schedule_features,
     tensor_features,
     update_momentum,
@@ -66,20 +73,9 @@ class OPENStep(NamedTuple):
     state: OPENState  # the state after this step
 
 
-def _unflatten(flat: jax.Array, like: Any) -> Any:
-    leaves, treedef = jax.tree.flatten(like)
-    out, start = [], 0
-    for leaf in leaves:
-        out.append(
-            flat[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
-        )
-        start += leaf.size
-    return jax.tree.unflatten(treedef, out)
-
-
-def _noise_mask(noise_mask: Any, params: Any) -> jax.Array:
+def _element_mask(mask: Any, params: Any) -> jax.Array:
     """1.0 on the elements of masked leaves, 0.0 elsewhere: shape (num_params,)."""
-    return tree_paths.per_element(tree_paths.resolve(noise_mask, params), params)
+    return tree_paths.per_element(tree_paths.resolve(mask, params), params)
 
 
 def open_inputs(
@@ -91,8 +87,9 @@ def open_inputs(
     batch_prop: jax.Array,
     dormancy: Any,
     layer_props: Any = tree_paths.layer_props,
+    features: tuple[str, ...] = ALL_FEATURES,
 ) -> tuple[jax.Array, jax.Array]:
-    """Updates the momenta and builds the network's 19 input features.
+    """Updates the momenta and builds the network's input features.
 
     Args:
       momentum: shape ``(6, num_params)``: momenta before this step.
@@ -100,11 +97,12 @@ def open_inputs(
       training_prop, batch_prop: scalars.
       dormancy: a tree shaped like ``params``; leaves broadcast to their parameter.
       layer_props: a tree of floats shaped like ``params`` or a function of params.
+      features: the feature groups to keep (default: all 19 features).
 
     Returns:
-      ``(inputs, momentum)``: shape ``(19, num_params)`` (rows in
-      :data:`~lopt.optim.features.FEATURE_NAMES` order, columns in leaf order,
-      row-major within a leaf) and the updated momenta.
+      ``(inputs, momentum)``: shape ``(num_inputs, num_params)`` (rows: the kept
+      features in :data:`~lopt.optim.features.FEATURE_NAMES` order; columns in
+      leaf order, row-major within a leaf) and the updated momenta.
     """
     grad_leaves = [g.astype(jnp.float32) for g in jax.tree.leaves(grads)]
     param_leaves = [p.astype(jnp.float32) for p in jax.tree.leaves(params)]
@@ -134,7 +132,35 @@ def open_inputs(
         start, training_prop, layer_prop, batch_prop, dormancy_flat
     )
     inputs = jnp.concatenate([jnp.concatenate(normalised, axis=1), schedule], axis=0)
+    columns = feature_columns(features)
+    if len(columns) < inputs.shape[0]:
+        # Static rows: XLA never computes what the dropped rows alone needed.
+        inputs = inputs[np.asarray(columns)]
     return inputs, momentum
+
+
+def _apply_per_network(
+    meta_params: MetaParams, carry: jax.Array, inputs: jax.Array, actor: np.ndarray
+) -> tuple[jax.Array, jax.Array]:
+    """The network with the actor's meta-parameters on the columns where ``actor``
+    is true and the critic's on the others (``actor``: shape ``(num_params,)``)."""
+    order = np.concatenate([np.flatnonzero(actor), np.flatnonzero(~actor)])
+    permuted = not np.array_equal(order, np.arange(order.size))
+    if permuted:  # the usual {"actor", "critic"} tree needs no gather
+        carry, inputs = carry[:, order], inputs[:, order]
+    split = int(actor.sum())
+    carry_a, out_a = apply_network(
+        meta_params["actor"], carry[:, :split], inputs[:, :split]
+    )
+    carry_c, out_c = apply_network(
+        meta_params["critic"], carry[:, split:], inputs[:, split:]
+    )
+    carry = jnp.concatenate([carry_a, carry_c], axis=1)
+    out = jnp.concatenate([out_a, out_c], axis=1)
+    if permuted:
+        inverse = np.argsort(order)
+        carry, out = carry[:, inverse], out[:, inverse]
+    return carry, out
 
 
 def open_step(
@@ -150,6 +176,7 @@ def open_step(
     dormancy: Any,
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
+    actor_mask: Any = tree_paths.actor_mask,
     track_noise: bool = False,
 ) -> OPENStep:
     """The deterministic and stochastic parts of one OPEN step (no mean shift).
@@ -164,13 +191,21 @@ def open_step(
         batch_prop=batch_prop,
         dormancy=dormancy,
         layer_props=layer_props,
+        features=config.features,
     )
-    carry, (m, e, delta) = apply_network(meta_params, state.carry, inputs)
-    deterministic = config.step_mult * m * jnp.exp(config.exp_mult * e)
-    # Every element is drawn and the mask multiplies: one branch-free kernel,
-    # several times faster on CPU than drawing the masked elements alone.
-    mask = _noise_mask(noise_mask, params)
-    noise = config.step_mult * delta * mask * threefry_normal(key, mask.size)
+    if config.separate_actor_critic:
+        actor = _element_mask(actor_mask, params) > 0
+        carry, out = _apply_per_network(meta_params, state.carry, inputs, actor)
+    else:
+        carry, out = apply_network(meta_params, state.carry, inputs)
+    deterministic = config.step_mult * out[0] * jnp.exp(config.exp_mult * out[1])
+    mask = _element_mask(noise_mask, params)
+    if config.noise:
+        # Every element is drawn and the mask multiplies: one branch-free kernel,
+        # several times faster on CPU than drawing the masked elements alone.
+        noise = config.step_mult * out[2] * mask * threefry_normal(key, mask.size)
+    else:
+        noise = jnp.zeros_like(deterministic)
     if track_noise:
         scale = jnp.sum(mask * jnp.abs(tree_paths.flatten(params).astype(jnp.float32)))
         noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
@@ -191,6 +226,7 @@ def open_optimizer(
     *,
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
+    actor_mask: Any = tree_paths.actor_mask,
     track_noise: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """OPEN, the learned optimizer for RL, as an optax transformation.
@@ -206,6 +242,9 @@ def open_optimizer(
       layer_props: a tree of floats shaped like the params, or a function of the
         params: the ``layer_prop`` feature. Default: from tree paths
         (:func:`lopt.optim.tree_paths.layer_props`).
+      actor_mask: like ``noise_mask``: the leaves that use the actor's
+        meta-parameters when ``config.separate_actor_critic`` (the others use the
+        critic's). Default: every leaf under ``"actor"``.
       track_noise: keep ``state.noise_magnitude`` up to date (for analysis).
 
     Returns:
@@ -255,9 +294,10 @@ def open_optimizer(
             dormancy=dormancy,
             noise_mask=noise_mask,
             layer_props=layer_props,
+            actor_mask=actor_mask,
             track_noise=track_noise,
         )
         u = step.deterministic + step.noise
-        return _unflatten(-(u - jnp.mean(u)), params), step.state
+        return tree_paths.unflatten(-(u - jnp.mean(u)), params), step.state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

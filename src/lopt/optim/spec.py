@@ -1,8 +1,11 @@
 """Optimizers named by a string, as the command line takes them.
 
 ``adam``, ``rmsprop``, ``lion`` and ``sgd`` are optax's, with hyperparameters from
-the caller (a task preset's tuned values) and optional overrides; ``open:PATH``
-loads a learned OPEN optimizer from a ``.npy`` file (:mod:`lopt.optim.files`).
+the caller (a task preset's tuned values) and optional overrides. A learned
+optimizer is read from a ``.npy`` file and its sidecar (:mod:`lopt.optim.files`),
+which say what it is, so no flags are needed: ``open:PATH`` loads OPEN or any
+ablation of it (No-Features included), ``optim4rl:PATH`` an Optim4RL optimizer,
+and ``learned:PATH`` either.
 """
 
 from __future__ import annotations
@@ -12,10 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lopt.optim.family import HANDCRAFTED, Optimizer, open_family
-from lopt.optim.files import load_open
+from lopt.optim.family import HANDCRAFTED, Optimizer
+from lopt.optim.files import load_learned
+from lopt.optim.learned import learned_family
+from lopt.optim.network import OPENConfig
+from lopt.optim.optim4rl import Optim4RLConfig
 
-LEARNED_PREFIXES = ("open",)
+#: Prefixes of learned-optimizer specs and the configurations each accepts.
+LEARNED_PREFIXES = {
+    "open": OPENConfig,
+    "optim4rl": Optim4RLConfig,
+    "learned": (OPENConfig, Optim4RLConfig),
+}
 
 
 class OptimizerSpecError(ValueError):
@@ -36,7 +47,8 @@ def from_spec(
     """Builds the optimizer ``spec`` names.
 
     Args:
-      spec: ``adam``, ``rmsprop``, ``lion``, ``sgd`` or ``open:PATH``.
+      spec: ``adam``, ``rmsprop``, ``lion``, ``sgd``, ``open:PATH``,
+        ``optim4rl:PATH`` or ``learned:PATH``.
       defaults: hyperparameters per hand-crafted optimizer name, e.g. a preset's
         ``{"adam": {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.99, "anneal": True}}``.
       **overrides: hyperparameters that replace the defaults (``None`` values are
@@ -63,11 +75,17 @@ def from_spec(
                 f"{spec} is a learned optimizer: it has no {', '.join(overrides)} "
                 "to set (hyperparameters apply to adam, rmsprop, lion and sgd)"
             )
-        meta_params, config = load_open(path)
-        optimizer = open_family(
+        meta_params, config = load_learned(path)
+        if not isinstance(config, LEARNED_PREFIXES[name]):
+            right = "optim4rl" if isinstance(config, Optim4RLConfig) else "open"
+            raise OptimizerSpecError(
+                f"{path} holds a {config.variant} optimizer, which {name}:PATH does "
+                f"not load; use {right}:PATH or learned:PATH"
+            )
+        optimizer = learned_family(
             meta_params,
             config,
-            name=f"open:{Path(path).stem}",
+            name=f"{config.variant}:{Path(path).stem}",
             track_noise=track_noise,
         )
         return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")

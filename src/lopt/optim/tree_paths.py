@@ -106,6 +106,19 @@ def flatten(tree: Any) -> jax.Array:
     return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
 
 
+def unflatten(flat: jax.Array, like: Any) -> Any:
+    """Inverse of :func:`flatten`: ``flat`` cut into a tree shaped like ``like``
+    (leaf shapes and dtypes from ``like``)."""
+    leaves, treedef = jax.tree.flatten(like)
+    out, start = [], 0
+    for leaf in leaves:
+        out.append(
+            flat[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+        )
+        start += leaf.size
+    return jax.tree.unflatten(treedef, out)
+
+
 def per_element(values: Any, params: Any, dtype=np.float32) -> np.ndarray:
     """Broadcasts one value per leaf to every element, concatenated in leaf order.
 
