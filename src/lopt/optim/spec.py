@@ -2,7 +2,8 @@
 
 ``adam``, ``rmsprop``, ``lion`` and ``sgd`` are optax's, with hyperparameters from
 the caller (a task preset's tuned values) and optional overrides; ``open:PATH``
-loads a learned OPEN optimizer from a ``.npy`` file (:mod:`lopt.optim.files`).
+loads a learned OPEN optimizer from a ``.npy`` file (:mod:`lopt.optim.files`);
+``velo:PATH`` loads VeLO's released weights (:func:`lopt.optim.velo.load_velo`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from lopt.optim.family import HANDCRAFTED, Optimizer, open_family
 from lopt.optim.files import load_open
+from lopt.optim.velo import load_velo, velo_family
 
-LEARNED_PREFIXES = ("open",)
+LEARNED_PREFIXES = ("open", "velo")
 
 
 class OptimizerSpecError(ValueError):
@@ -36,7 +38,7 @@ def from_spec(
     """Builds the optimizer ``spec`` names.
 
     Args:
-      spec: ``adam``, ``rmsprop``, ``lion``, ``sgd`` or ``open:PATH``.
+      spec: ``adam``, ``rmsprop``, ``lion``, ``sgd``, ``open:PATH`` or ``velo:PATH``.
       defaults: hyperparameters per hand-crafted optimizer name, e.g. a preset's
         ``{"adam": {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.99, "anneal": True}}``.
       **overrides: hyperparameters that replace the defaults (``None`` values are
@@ -63,6 +65,12 @@ def from_spec(
                 f"{spec} is a learned optimizer: it has no {', '.join(overrides)} "
                 "to set (hyperparameters apply to adam, rmsprop, lion and sgd)"
             )
+        if name == "velo":
+            where = Path(path)
+            # The released file is <checkpoint name>/params: name it by its folder.
+            label = where.parent.name if where.name == "params" else where.stem
+            optimizer = velo_family(load_velo(path), name=f"velo:{label}")
+            return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")
         meta_params, config = load_open(path)
         optimizer = open_family(
             meta_params,
