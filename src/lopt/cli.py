@@ -39,9 +39,12 @@ class Train:
     preset: str = "default"
     """PPO settings: default (the paper's for MinAtar) or small (MinAtar in seconds
     on a CPU, the inner task of lopt meta-train's cpu preset)"""
-    optimizer: str = "adam"
-    """adam, rmsprop, lion, sgd, or a learned optimizer's .npy file: open:PATH (OPEN
-    and its ablations), optim4rl:PATH, or learned:PATH (any)"""
+    optimizer: str | None = None
+    """adam, rmsprop, lion, sgd, or a learned optimizer's file: open:PATH (OPEN and
+    its ablations), optim4rl:PATH, learned:PATH (any lopt file) or velo:PATH (VeLO's
+    weights); default adam, or the --tuned file's optimizer"""
+    tuned: Path | None = None
+    """a tuned.json from lopt tune: its hyperparameters for its optimizer"""
     lr: float | None = None
     """learning rate of a hand-crafted optimizer (default: the preset's tuned one)"""
     seeds: int = 4
@@ -75,6 +78,19 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         )
 
 
+def _with_tuned(preset, path: Path, spec: str | None):
+    """``preset`` with a tuned.json's settings, and the optimizer to train."""
+    from lopt.configs.tuned import apply_tuned, check_env, read_tuned
+
+    tuned = read_tuned(path)
+    check_env(tuned, preset.ppo.env, path)
+    if spec is not None and spec.strip().lower() != tuned.optimizer:
+        raise ValueError(
+            f"{path} holds {tuned.optimizer}'s settings; --optimizer is {spec}"
+        )
+    return apply_tuned(preset, tuned), tuned.optimizer
+
+
 def run_train(args: Train, command: list[str]) -> dict:
     from lopt.analysis.plots import plot_learning_curves
     from lopt.configs.presets import preset_for
@@ -87,7 +103,10 @@ def run_train(args: Train, command: list[str]) -> dict:
         _fail("--seeds must be at least 1")
     try:
         preset = preset_for(args.env, args.preset)
-        optimizer = from_spec(args.optimizer, preset.optimizers, learning_rate=args.lr)
+        spec = args.optimizer or "adam"
+        if args.tuned is not None:
+            preset, spec = _with_tuned(preset, args.tuned, args.optimizer)
+        optimizer = from_spec(spec, preset.optimizers, learning_rate=args.lr)
         config = preset.ppo
         if args.total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=args.total_timesteps)
@@ -147,6 +166,9 @@ class MetaTrain:
     """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
     ppo_preset: str = "default"
     """PPO preset variant of --envs: default or small"""
+    tuned: tuple[Path, ...] | None = None
+    """tuned.json files from lopt tune: each sets its environment's fitness
+    normaliser (baseline return) to its best setting's mean return"""
     total_timesteps: int | None = None
     """inner-loop environment steps per run, for every task"""
     learned: str = "open"
@@ -197,6 +219,10 @@ def _meta_config(args: MetaTrain):
         tasks = tuple(task_for(env, args.ppo_preset) for env in args.envs)
         optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
         config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
+    if args.tuned:
+        config = dataclasses.replace(
+            config, tasks=_tuned_tasks(config.tasks, args.tuned)
+        )
     if args.total_timesteps is not None:
         config = dataclasses.replace(
             config,
@@ -260,6 +286,27 @@ def _learned_config(args: MetaTrain, config):
     elif args.optim4rl_lr is not None:
         raise ValueError(f"--optim4rl-lr applies to optim4rl, not {args.learned}")
     return learned
+
+
+def _tuned_tasks(tasks, paths):
+    """``tasks`` with each tuned file's mean return as its task's baseline."""
+    from lopt.configs.tuned import read_tuned
+
+    baselines = {}
+    for path in paths:
+        tuned = read_tuned(path)
+        if tuned.env not in {t.ppo.env for t in tasks}:
+            _fail(
+                f"{path} was tuned on {tuned.env}, which is not a task of this "
+                f"run ({', '.join(t.ppo.env for t in tasks)})"
+            )
+        baselines[tuned.env] = tuned.baseline_return
+    return tuple(
+        dataclasses.replace(
+            t, baseline_return=baselines.get(t.ppo.env, t.baseline_return)
+        )
+        for t in tasks
+    )
 
 
 def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
@@ -446,8 +493,136 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     return summary
 
 
+@dataclasses.dataclass
+class Tune:
+    """Grid-search a hand-crafted optimizer (all settings and seeds vmapped)."""
+
+    env: str = "cartpole"
+    """environment name or alias, as lopt train takes it"""
+    optimizer: str = "adam"
+    """adam, rmsprop or lion"""
+    lrs: tuple[float, ...] | None = None
+    """learning rates (default: 1e-4 to 1e-2 in steps of about 3; Lion's 10x
+    smaller)"""
+    b1s: tuple[float, ...] | None = None
+    """adam and lion's b1 values (default: 0.9)"""
+    b2s: tuple[float, ...] | None = None
+    """adam and lion's b2 values (default: adam 0.99 0.999, lion 0.99)"""
+    decays: tuple[float, ...] | None = None
+    """rmsprop's decay values (default: 0.9 0.99)"""
+    anneal: str = "both"
+    """learning-rate annealing to 0: both (try on and off), on or off"""
+    seeds: int = 4
+    """seeds per setting (the same for every setting)"""
+    seed: int = 0
+    """first seed"""
+    preset: str = "default"
+    """PPO settings: default or small"""
+    total_timesteps: int | None = None
+    """environment steps per run (default: the preset's)"""
+    max_parallel: int = 64
+    """most runs (settings x seeds) trained at once in one jitted call"""
+    out: Path | None = None
+    """tuning directory (default: runs/tune/<env>-<optimizer>-<time>)"""
+    overwrite: bool = False
+    """write into an existing non-empty --out"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def run_tune(args: Tune, command: list[str]) -> dict:
+    import numpy as np
+
+    from lopt.analysis.plots import plot_tuning
+    from lopt.runs.rundir import prepare_run_dir
+    from lopt.runs.tuning import (
+        make_grid,
+        plan_tuning,
+        run_tuning,
+        setting_label,
+        write_tuning,
+    )
+
+    try:
+        grid = make_grid(
+            args.optimizer.strip().lower(),
+            args.anneal,
+            learning_rate=args.lrs,
+            b1=args.b1s,
+            b2=args.b2s,
+            decay=args.decays,
+        )
+        plan = plan_tuning(
+            args.env,
+            grid,
+            list(range(args.seed, args.seed + args.seeds)),
+            preset=args.preset,
+            total_timesteps=args.total_timesteps,
+            max_parallel=args.max_parallel,
+        )
+        out = args.out or _default_out("tune", args.env, grid.optimizer)
+        prepare_run_dir(out, args.overwrite)
+    except ValueError as err:
+        _fail(str(err))
+
+    config = plan.config
+    print(
+        f"lopt tune: {grid.optimizer} on {plan.env}, {len(plan.settings)} settings x "
+        f"{len(plan.seeds)} seeds x {config.num_updates * config.frames_per_update:,} "
+        f"steps, {plan.num_calls} vmapped call(s) -> {out}"
+    )
+    start = time.perf_counter()
+    with _progress_bar(plan.total_updates, "tuning", args.progress) as bar:
+        returns = run_tuning(plan, on_progress=bar.update)
+    wall = time.perf_counter() - start
+    try:
+        summary = write_tuning(out, plan, returns, wall, command)
+    except ValueError as err:  # every setting diverged
+        _fail(str(err))
+
+    # One line per setting of the other axes, final return against learning rate.
+    lrs = grid.values["learning_rate"]
+    final = returns[:, :, -1]
+    lines: dict[str, list] = {}
+    for i, setting in enumerate(plan.settings):
+        lines.setdefault(setting_label(setting, grid.axes), []).append(final[i])
+    best = summary["best"]
+    plot_tuning(
+        lrs,
+        {k: np.stack(v) for k, v in lines.items()},
+        out / "final_return_vs_lr.png",
+        best=(best["learning_rate"], best["mean"]),
+        title=f"{plan.env}: {grid.optimizer}, {len(plan.seeds)} seeds per point",
+    )
+    ranked = sorted(
+        (s for s in summary["settings"] if s["mean"] is not None),
+        key=lambda s: -s["mean"],
+    )
+    _print_table(
+        [
+            {
+                "lr": f"{s['learning_rate']:g}",
+                "setting": setting_label(s, grid.axes),
+                **{k: f"{s[k]:.2f}" for k in ("mean", "iqm", "min", "max")},
+            }
+            for s in ranked[:5]
+        ],
+        ["lr", "setting", "mean", "iqm", "min", "max"],
+    )
+    diverged = sum(s["diverged"] for s in summary["settings"])
+    if diverged:
+        print(f"{diverged} setting(s) diverged (non-finite return)")
+    print(
+        f"best: lr {best['learning_rate']:g} {setting_label(best, grid.axes)}, mean "
+        f"final return {best['mean']:.2f}; {wall:.0f} s; results in {out}\n"
+        f"use it: lopt train --env {args.env} --tuned {out / 'tuned.json'}"
+    )
+    return summary
+
+
 COMMANDS = {
     "train": (Train, run_train),
+    "tune": (Tune, run_tune),
     "meta-train": (MetaTrain, run_meta_train),
     "eval": (Eval, run_eval),
 }

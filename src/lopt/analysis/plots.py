@@ -256,3 +256,39 @@ def plot_update_vs_gradient(
     if title:
         fig.suptitle(title)
     return _save(fig, _formats(path, formats), tidy=False)
+
+
+def plot_tuning(
+    learning_rates: Sequence[float],
+    lines: Mapping[str, np.ndarray],
+    path: Path,
+    *,
+    best: tuple[float, float] | None = None,
+    title: str = "",
+    formats: Sequence[str] = ("png",),
+) -> list[Path]:
+    """Final return against learning rate (log axis), one line per other setting.
+
+    Args:
+      learning_rates: shape ``(L,)``, increasing.
+      lines: label (e.g. ``b1=0.9 b2=0.99 anneal=on``) -> final returns of shape
+        ``(L, num_seeds)``; NaN (a diverged run) leaves a gap.
+      best: ``(learning_rate, mean return)`` of the chosen setting, marked.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    x = np.asarray(learning_rates, np.float64)
+    for i, (label, values) in enumerate(lines.items()):
+        values = np.asarray(values, np.float64)
+        style = LINE_STYLES[i % len(LINE_STYLES)]
+        marker = MARKERS[i % len(MARKERS)]
+        _mean_band(ax, x, values.T, style, label, marker=marker, ms=4, lw=1.4)
+    if best is not None:
+        ax.plot(*best, "k*", ms=14, mfc="none", label="best (mean final return)")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("final return (mean ± 95% CI over seeds)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _save(fig, _formats(path, formats))

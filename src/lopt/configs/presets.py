@@ -15,6 +15,7 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any
 
+from lopt.configs.tuned import TunedSettings, apply_tuned
 from lopt.envs.gridworld import GRID_TYPES
 from lopt.envs.registry import (
     ATARI_GAMES,
@@ -323,9 +324,14 @@ def _paper_meta(envs: tuple[str, ...], optimizer: OPENConfig) -> MetaTrainConfig
     )
 
 
-def task_for(env: str, variant: str = "default") -> TaskConfig:
-    """A meta-training task from an environment's PPO preset and Adam return."""
+def task_for(
+    env: str, variant: str = "default", tuned: TunedSettings | None = None
+) -> TaskConfig:
+    """A meta-training task from an environment's PPO preset and Adam return, or
+    the mean return of ``tuned`` settings (``lopt tune``'s ``tuned.json``)."""
     preset = preset_for(env, variant)
+    if tuned is not None:
+        preset = apply_tuned(preset, tuned)
     return TaskConfig(
         ppo=preset.ppo,
         baseline_return=preset.baseline_return or 1.0,

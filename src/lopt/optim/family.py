@@ -4,8 +4,9 @@ An :class:`Optimizer` pairs a builder with default parameters. The parameters ar
 what may be vmapped or meta-learned: the meta-parameters of a learned optimizer, the
 learning rate and betas of a hand-crafted one. The RL loop calls
 ``optimizer.build(params, num_steps)`` inside its jitted ``train`` and always passes
-OPEN's extra arguments (``key``, ``training_prop``, ``batch_prop``, ``dormancy``);
-hand-crafted optimizers ignore them.
+OPEN's extra arguments (``key``, ``training_prop``, ``batch_prop``, ``dormancy``)
+and the scalar ``loss`` being minimised (VeLO's input); an optimizer ignores those
+it does not use (take ``**extra_args``), hand-crafted ones ignore them all.
 """
 
 from __future__ import annotations

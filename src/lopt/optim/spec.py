@@ -5,7 +5,8 @@ the caller (a task preset's tuned values) and optional overrides. A learned
 optimizer is read from a ``.npy`` file and its sidecar (:mod:`lopt.optim.files`),
 which say what it is, so no flags are needed: ``open:PATH`` loads OPEN or any
 ablation of it (No-Features included), ``optim4rl:PATH`` an Optim4RL optimizer,
-and ``learned:PATH`` either.
+and ``learned:PATH`` either. ``velo:PATH`` loads VeLO's released weights
+(:func:`lopt.optim.velo.load_velo`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from lopt.optim.files import load_learned
 from lopt.optim.learned import learned_family
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
+from lopt.optim.velo import load_velo, velo_family
 
 #: Prefixes of learned-optimizer specs and the configurations each accepts.
 LEARNED_PREFIXES = {
     "open": OPENConfig,
     "optim4rl": Optim4RLConfig,
     "learned": (OPENConfig, Optim4RLConfig),
+    "velo": None,  # VeLO's own checkpoint format, no sidecar
 }
 
 
@@ -48,7 +51,7 @@ def from_spec(
 
     Args:
       spec: ``adam``, ``rmsprop``, ``lion``, ``sgd``, ``open:PATH``,
-        ``optim4rl:PATH`` or ``learned:PATH``.
+        ``optim4rl:PATH``, ``learned:PATH`` or ``velo:PATH``.
       defaults: hyperparameters per hand-crafted optimizer name, e.g. a preset's
         ``{"adam": {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.99, "anneal": True}}``.
       **overrides: hyperparameters that replace the defaults (``None`` values are
@@ -75,6 +78,12 @@ def from_spec(
                 f"{spec} is a learned optimizer: it has no {', '.join(overrides)} "
                 "to set (hyperparameters apply to adam, rmsprop, lion and sgd)"
             )
+        if name == "velo":
+            where = Path(path)
+            # The released file is <checkpoint name>/params: name it by its folder.
+            label = where.parent.name if where.name == "params" else where.stem
+            optimizer = velo_family(load_velo(path), name=f"velo:{label}")
+            return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")
         meta_params, config = load_learned(path)
         if not isinstance(config, LEARNED_PREFIXES[name]):
             right = "optim4rl" if isinstance(config, Optim4RLConfig) else "open"

@@ -10,7 +10,8 @@ function for a whole run, to be jitted, and vmappable over ``key`` (seeds) and o
 Per minibatch the gradients of the total loss are clipped to global norm
 ``max_grad_norm`` separately for the actor and the critic, then passed to the
 optimizer with OPEN's extra arguments: a fresh ``key``, ``training_prop``,
-``batch_prop`` and the ``dormancy`` of the neurons on this minibatch.
+``batch_prop`` and the ``dormancy`` of the neurons on this minibatch; and the
+minibatch's total ``loss`` (which VeLO reads).
 """
 
 from __future__ import annotations
@@ -264,7 +265,9 @@ def make_learn(config: PPOConfig, agent: Agent) -> Learner:
     def minibatch_step(tx, carry, batch: Minibatch):
         params, opt_state, iteration, key = carry
         key, key_opt = jax.random.split(key)
-        grads, (losses, activations) = jax.grad(loss_fn, has_aux=True)(params, batch)
+        (total_loss, (losses, activations)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True
+        )(params, batch)
         grads = clip_per_network(grads, config.max_grad_norm)
         updates, opt_state = tx.update(
             grads,
@@ -281,6 +284,7 @@ def make_learn(config: PPOConfig, agent: Agent) -> Learner:
                 iteration, config.num_minibatches, config.update_epochs
             ),
             dormancy=dormancy_tree(params, activations),
+            loss=total_loss,
         )
         params = optax.apply_updates(params, updates)
         flat_updates = flatten(updates)

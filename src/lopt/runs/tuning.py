@@ -1,0 +1,384 @@
+"""Grid search over a hand-crafted optimizer's hyperparameters (OPEN §6).
+
+The paper tunes Adam, RMSprop and Lion per environment over the learning rate,
+the betas (Adam, Lion) or the decay (RMSprop) and whether the learning rate is
+annealed linearly to 0. :func:`grid_settings` enumerates such a grid,
+:func:`run_tuning` trains every setting on the same seeds (all settings and seeds
+of one ``anneal`` value vmapped in one jitted call, in groups of at most
+``max_parallel`` runs), and :func:`best_setting` picks the winner, which
+:mod:`lopt.configs.tuned` writes as a preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt.analysis.stats import summarise
+from lopt.atomic import atomic_write
+from lopt.configs.presets import preset_for
+from lopt.configs.tuned import TunedSettings, write_tuned
+from lopt.optim.family import HANDCRAFTED
+from lopt.rl.ppo import PPOConfig, make_ppo
+from lopt.rl.runner import chunk_size, seed_keys
+from lopt.runs.records import env_steps, versions
+from lopt.runs.rundir import write_json
+
+#: Hyperparameters searched per optimizer, besides ``anneal``, in grid order.
+GRID_AXES = {
+    "adam": ("learning_rate", "b1", "b2"),
+    "rmsprop": ("learning_rate", "decay"),
+    "lion": ("learning_rate", "b1", "b2"),
+}
+
+#: Default values per axis (Lion's learning rates are 10x smaller, as its paper
+#: advises; OPEN's grids were not published).
+DEFAULT_GRIDS = {
+    "adam": {
+        "learning_rate": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+        "b1": (0.9,),
+        "b2": (0.99, 0.999),
+    },
+    "rmsprop": {"learning_rate": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "decay": (0.9, 0.99)},
+    "lion": {
+        "learning_rate": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
+        "b1": (0.9,),
+        "b2": (0.99,),
+    },
+}
+
+ANNEAL_CHOICES = {"both": (False, True), "on": (True,), "off": (False,)}
+
+
+class TuningError(ValueError):
+    """A grid or tuning run that cannot be done as asked."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """The values tried per hyperparameter; every combination is one setting."""
+
+    optimizer: str
+    values: dict[str, tuple[float, ...]]
+    """axis name (see :data:`GRID_AXES`) -> values, in the order given"""
+    anneal: tuple[bool, ...] = (False, True)
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return GRID_AXES[self.optimizer]
+
+
+def make_grid(
+    optimizer: str, anneal: str = "both", **values: Sequence[float] | None
+) -> Grid:
+    """A grid for ``optimizer``; axes not given (or ``None``) take
+    :data:`DEFAULT_GRIDS`' values.
+
+    Raises:
+      TuningError: an optimizer other than adam, rmsprop and lion, an axis it does
+        not have, an empty or non-positive axis, or an unknown ``anneal``.
+    """
+    if optimizer not in GRID_AXES:
+        raise TuningError(
+            f"lopt tune searches {', '.join(GRID_AXES)}; got {optimizer!r}"
+        )
+    if anneal not in ANNEAL_CHOICES:
+        raise TuningError(
+            f"--anneal is one of {', '.join(ANNEAL_CHOICES)}; got {anneal!r}"
+        )
+    axes = GRID_AXES[optimizer]
+    given = {k: v for k, v in values.items() if v is not None}
+    extra = sorted(set(given) - set(axes))
+    if extra:
+        raise TuningError(
+            f"{optimizer} has no {', '.join(extra)} to tune; its grid axes are "
+            f"{', '.join(axes)}"
+        )
+    grid = {
+        k: tuple(float(x) for x in given.get(k, DEFAULT_GRIDS[optimizer][k]))
+        for k in axes
+    }
+    for name, axis in grid.items():
+        if not axis:
+            raise TuningError(f"the {name} axis is empty")
+        if name == "learning_rate" and min(axis) <= 0:
+            raise TuningError(f"learning rates must be positive, got {axis}")
+        if name != "learning_rate" and not all(0 <= x < 1 for x in axis):
+            raise TuningError(f"{name} values must lie in [0, 1), got {axis}")
+    return Grid(optimizer, grid, ANNEAL_CHOICES[anneal])
+
+
+def grid_settings(grid: Grid) -> list[dict[str, Any]]:
+    """Every setting, ``anneal`` outermost, then the axes in :data:`GRID_AXES`
+    order (the learning rate varies slowest), e.g. ``{"learning_rate": 1e-3,
+    "b1": 0.9, "b2": 0.99, "anneal": True}``."""
+    settings = []
+    for anneal in grid.anneal:
+        for values in itertools.product(*(grid.values[a] for a in grid.axes)):
+            settings.append(
+                {**dict(zip(grid.axes, values, strict=True)), "anneal": anneal}
+            )
+    return settings
+
+
+def best_setting(
+    final_returns: np.ndarray, mean_returns: np.ndarray | None = None
+) -> int:
+    """Index of the best setting: the highest mean final return over seeds.
+
+    A setting with a non-finite return on any seed (a diverged run) is never
+    chosen. Equal means are separated by the mean return over the whole run
+    (faster learning wins; CartPole caps many settings at 500), then by grid order.
+
+    Args:
+      final_returns: shape ``(num_settings, num_seeds)``.
+      mean_returns: shape ``(num_settings, num_seeds)``: each run's return
+        averaged over its updates (optional tie-break).
+
+    Raises:
+      TuningError: every setting diverged.
+    """
+    final = np.asarray(final_returns, np.float64)
+    finite = np.all(np.isfinite(final), axis=1)
+    if not finite.any():
+        raise TuningError(
+            "every setting gave a non-finite return; try smaller learning rates"
+        )
+    score = np.where(finite, final.mean(axis=1) if final.size else -np.inf, -np.inf)
+    tie = np.zeros(len(final))
+    if mean_returns is not None:
+        tie = np.nan_to_num(
+            np.asarray(mean_returns, np.float64).mean(axis=1), nan=-np.inf
+        )
+    candidates = np.flatnonzero(score == score.max())
+    return int(candidates[np.argmax(tie[candidates])])
+
+
+@dataclasses.dataclass(frozen=True)
+class TunePlan:
+    """A checked tuning job: what :func:`run_tuning` will train."""
+
+    env: str
+    preset: str
+    config: PPOConfig
+    grid: Grid
+    settings: tuple[dict[str, Any], ...]
+    seeds: tuple[int, ...]
+    max_parallel: int
+
+    @property
+    def settings_per_call(self) -> int:
+        return max(1, self.max_parallel // len(self.seeds))
+
+    @property
+    def num_calls(self) -> int:
+        """Jitted training calls (each runs ``num_updates`` updates in chunks)."""
+        per_anneal = len(self.settings) // len(self.grid.anneal)
+        return len(self.grid.anneal) * math.ceil(per_anneal / self.settings_per_call)
+
+    @property
+    def total_updates(self) -> int:
+        return self.num_calls * self.config.num_updates
+
+
+def plan_tuning(
+    env: str,
+    grid: Grid,
+    seeds: Sequence[int],
+    *,
+    preset: str = "default",
+    total_timesteps: int | None = None,
+    max_parallel: int = 64,
+) -> TunePlan:
+    """Checks a tuning job before anything trains.
+
+    Raises:
+      TuningError, or another ValueError: an unknown environment or preset, fewer
+        than one seed, a non-positive ``max_parallel``.
+    """
+    if len(seeds) < 1:
+        raise TuningError("tuning needs at least one seed")
+    if max_parallel < 1:
+        raise TuningError(f"max_parallel must be at least 1, got {max_parallel}")
+    env_preset = preset_for(env, preset)
+    config = env_preset.ppo
+    if total_timesteps is not None:
+        config = dataclasses.replace(config, total_timesteps=total_timesteps)
+    return TunePlan(
+        env=config.env,
+        preset=preset,
+        config=config,
+        grid=grid,
+        settings=tuple(grid_settings(grid)),
+        seeds=tuple(seeds),
+        max_parallel=max_parallel,
+    )
+
+
+def _train_group(
+    config: PPOConfig,
+    optimizer_name: str,
+    anneal: bool,
+    params: dict[str, np.ndarray],
+    seeds: Sequence[int],
+    on_progress: Callable[[int], None] | None,
+    compiled: dict,
+) -> np.ndarray:
+    """Returns per update of every (setting, seed): shape (settings, seeds, T)."""
+    if anneal not in compiled:
+        optimizer = HANDCRAFTED[optimizer_name](anneal=anneal)
+        ppo = make_ppo(config, optimizer)
+        chunk = chunk_size(config.num_updates)
+        over_seeds = (0, None)  # the same setting for every seed
+        init = jax.jit(jax.vmap(jax.vmap(ppo.init, over_seeds), (None, 0)))
+        run = jax.jit(
+            jax.vmap(jax.vmap(lambda s, p: ppo.run(s, p, chunk), over_seeds), (0, 0)),
+            donate_argnums=0,
+        )
+        compiled[anneal] = (optimizer.params, init, run, chunk)
+    defaults, init, run, chunk = compiled[anneal]
+    size = len(next(iter(params.values())))
+    batch = {
+        k: jnp.asarray(params[k], jnp.float32)
+        if k in params
+        else jnp.full((size,), v, jnp.float32)
+        for k, v in defaults.items()
+    }
+    state = init(seed_keys(seeds), batch)
+    pieces = []
+    for _ in range(config.num_updates // chunk):
+        state, metrics = run(state, batch)
+        pieces.append(np.asarray(jax.device_get(metrics["return"])))
+        if on_progress is not None:
+            on_progress(chunk)
+    return np.concatenate(pieces, axis=-1)
+
+
+def run_tuning(
+    plan: TunePlan, on_progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Trains every setting of ``plan`` on every seed.
+
+    Settings of one ``anneal`` value run vmapped, ``plan.settings_per_call`` at a
+    time; the last group is padded with copies of its last setting so that every
+    call has the same shape (one compilation per ``anneal`` value).
+
+    Args:
+      on_progress: called with the number of updates just done (per call chunk);
+        they add up to ``plan.total_updates``.
+
+    Returns:
+      The return after each update, shape ``(num_settings, num_seeds,
+      num_updates)``, settings in :func:`grid_settings` order.
+    """
+    compiled: dict = {}
+    out = []
+    axes = plan.grid.axes
+    group = plan.settings_per_call
+    for anneal in plan.grid.anneal:
+        mine = [s for s in plan.settings if s["anneal"] == anneal]
+        for start in range(0, len(mine), group):
+            part = mine[start : start + group]
+            padded = part + [part[-1]] * (min(group, len(mine)) - len(part))
+            params = {a: np.array([s[a] for s in padded], np.float32) for a in axes}
+            returns = _train_group(
+                plan.config,
+                plan.grid.optimizer,
+                anneal,
+                params,
+                plan.seeds,
+                on_progress,
+                compiled,
+            )
+            out.append(returns[: len(part)])
+    return np.concatenate(out, axis=0)
+
+
+def setting_label(setting: dict[str, Any], axes: Sequence[str]) -> str:
+    """``b1=0.9 b2=0.99 anneal=on``: a setting without its learning rate."""
+    parts = [f"{a}={setting[a]:g}" for a in axes if a != "learning_rate"]
+    return " ".join([*parts, f"anneal={'on' if setting['anneal'] else 'off'}"])
+
+
+def write_tuning(
+    out: Path,
+    plan: TunePlan,
+    returns: np.ndarray,
+    wall_time: float,
+    command: Sequence[str],
+) -> dict:
+    """Writes ``results.csv`` (setting, its values, seed, final return),
+    ``curves.npz`` (``returns`` of shape (settings, seeds, updates), ``env_steps``),
+    ``summary.json`` (every setting's statistics and the best) and ``tuned.json``
+    (the best setting as a preset, :mod:`lopt.configs.tuned`). Returns the summary.
+    """
+    out = Path(out)
+    axes = plan.grid.axes
+    final = returns[:, :, -1]
+    best = best_setting(final, returns.mean(axis=-1))
+    rows = [
+        [
+            str(i),
+            *(f"{s[a]:g}" for a in axes),
+            str(s["anneal"]).lower(),
+            str(seed),
+            f"{final[i, j]:.6g}",
+        ]
+        for i, s in enumerate(plan.settings)
+        for j, seed in enumerate(plan.seeds)
+    ]
+    header = ["setting", *axes, "anneal", "seed", "final_return"]
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    atomic_write(out / "results.csv", lambda f: f.write(text.encode()))
+    atomic_write(
+        out / "curves.npz",
+        lambda f: np.savez(
+            f,
+            returns=returns,
+            env_steps=env_steps(plan.config),
+            seeds=np.asarray(plan.seeds),
+        ),
+    )
+    per_setting = []
+    for i, s in enumerate(plan.settings):
+        finite = bool(np.all(np.isfinite(final[i])))
+        stats = (
+            summarise(final[i])
+            if finite
+            else {"mean": None, "num_seeds": len(plan.seeds)}
+        )
+        per_setting.append({"setting": i, **s, **stats, "diverged": not finite})
+    tuned = TunedSettings(
+        env=plan.env,
+        optimizer=plan.grid.optimizer,
+        hyperparams=dict(plan.settings[best]),
+        baseline_return=float(final[best].mean()),
+        preset=plan.preset,
+        num_seeds=len(plan.seeds),
+        total_timesteps=plan.config.num_updates * plan.config.frames_per_update,
+    )
+    write_tuned(out / "tuned.json", tuned)
+    summary = {
+        "command": list(command),
+        "env": plan.env,
+        "preset": plan.preset,
+        "optimizer": plan.grid.optimizer,
+        "grid": {**plan.grid.values, "anneal": list(plan.grid.anneal)},
+        "seeds": list(plan.seeds),
+        "total_timesteps": tuned.total_timesteps,
+        "ppo": dataclasses.asdict(plan.config),
+        "best": per_setting[best],
+        "settings": per_setting,
+        "wall_time_s": wall_time,
+        "versions": versions(),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
