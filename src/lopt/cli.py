@@ -35,10 +35,12 @@ class Train:
     env: str = "cartpole"
     """environment name or alias: cartpole, acrobot, breakout, asterix, freeway,
     spaceinvaders, gridworld/rand_all (and the six other gridworld types),
-    deepsea-8 (also -16, -24, -32)"""
+    deepsea-8 (also -16, -24, -32), ant (and brax/halfcheetah, hopper, walker2d,
+    humanoid), craftax-classic, atari/breakout (and pong, space_invaders, ...)"""
     preset: str = "default"
-    """PPO settings: default (the paper's for MinAtar) or small (MinAtar in seconds
-    on a CPU, the inner task of lopt meta-train's cpu preset)"""
+    """PPO settings: default (the paper's for MinAtar), small (MinAtar in seconds
+    on a CPU, the inner task of lopt meta-train's cpu preset; every suite has one),
+    zero-shot and small-zero-shot (Craftax with the gridworld's settings)"""
     optimizer: str | None = None
     """adam, rmsprop, lion, sgd, or a learned optimizer's file: open:PATH (OPEN and
     its ablations), optim4rl:PATH, learned:PATH (any lopt file) or velo:PATH (VeLO's
@@ -165,7 +167,7 @@ class MetaTrain:
     envs: tuple[str, ...] | None = None
     """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
     ppo_preset: str = "default"
-    """PPO preset variant of --envs: default or small"""
+    """PPO preset variant of --envs: default, small, zero-shot or small-zero-shot"""
     tuned: tuple[Path, ...] | None = None
     """tuned.json files from lopt tune: each sets its environment's fitness
     normaliser (baseline return) to its best setting's mean return"""
@@ -407,13 +409,14 @@ class Eval:
     env: str = "cartpole"
     """environment(s), comma-separated, e.g. breakout,asterix"""
     optimizers: str = "adam,rmsprop,lion"
-    """comma-separated: adam, rmsprop, lion, sgd, open:PATH"""
+    """comma-separated: adam, rmsprop, lion, sgd, open:PATH, optim4rl:PATH,
+    learned:PATH, velo:PATH"""
     seeds: int = 4
     """seeds per optimizer and environment (the same seeds for all; vmapped)"""
     seed: int = 0
     """first seed"""
     preset: str = "default"
-    """PPO settings: default or small"""
+    """PPO settings: default, small, zero-shot or small-zero-shot"""
     total_timesteps: int | None = None
     """environment steps per run (default: the preset's)"""
     sweep: str | None = None
@@ -517,7 +520,7 @@ class Tune:
     seed: int = 0
     """first seed"""
     preset: str = "default"
-    """PPO settings: default or small"""
+    """PPO settings: default, small, zero-shot or small-zero-shot"""
     total_timesteps: int | None = None
     """environment steps per run (default: the preset's)"""
     max_parallel: int = 64
