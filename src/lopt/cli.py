@@ -30,7 +30,7 @@ def _default_out(kind: str, *parts: str) -> Path:
 
 @dataclasses.dataclass
 class Train:
-    """Train PPO agents with one optimizer over several seeds."""
+    """Train agents (PPO by default) with one optimizer over several seeds."""
 
     env: str = "cartpole"
     """environment name or alias: cartpole, acrobot, breakout, asterix, freeway,
@@ -41,6 +41,9 @@ class Train:
     on a CPU, the inner task of lopt meta-train's cpu preset)"""
     optimizer: str = "adam"
     """adam, rmsprop, lion, sgd, or open:PATH (a learned optimizer's .npy file)"""
+    algo: str = "ppo"
+    """inner-loop algorithm: ppo, dqn, iqn or pqn (value-based: presets for
+    cartpole, asterix and breakout)"""
     lr: float | None = None
     """learning rate of a hand-crafted optimizer (default: the preset's tuned one)"""
     seeds: int = 4
@@ -78,6 +81,7 @@ def run_train(args: Train, command: list[str]) -> dict:
     from lopt.analysis.plots import plot_learning_curves
     from lopt.configs.presets import preset_for
     from lopt.optim.spec import from_spec
+    from lopt.rl.algorithms import noise_mask
     from lopt.rl.runner import train_seeds
     from lopt.runs.records import env_steps, write_train_run
     from lopt.runs.rundir import prepare_run_dir
@@ -85,9 +89,14 @@ def run_train(args: Train, command: list[str]) -> dict:
     if args.seeds < 1:
         _fail("--seeds must be at least 1")
     try:
-        preset = preset_for(args.env, args.preset)
-        optimizer = from_spec(args.optimizer, preset.optimizers, learning_rate=args.lr)
-        config = preset.ppo
+        preset = preset_for(args.env, args.preset, args.algo)
+        config = preset.config
+        optimizer = from_spec(
+            args.optimizer,
+            preset.optimizers,
+            noise_mask=noise_mask(config),
+            learning_rate=args.lr,
+        )
         if args.total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=args.total_timesteps)
         out = args.out or _default_out("train", args.env, optimizer.name)
@@ -115,7 +124,7 @@ def run_train(args: Train, command: list[str]) -> dict:
         env_steps(config),
         {optimizer.name: metrics["return"]},
         out / "learning_curve.png",
-        title=f"{config.env}: PPO with {optimizer.name}",
+        title=f"{config.env}: {args.algo.upper()} with {optimizer.name}",
     )
     _print_table(
         [
@@ -144,6 +153,8 @@ class MetaTrain:
     spaceinvaders, multi-minatar, gridworld (the paper's settings, meant for GPUs)"""
     envs: tuple[str, ...] | None = None
     """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
+    algo: str = "ppo"
+    """inner-loop algorithm of --envs: ppo, dqn, iqn or pqn (its preset per env)"""
     ppo_preset: str = "default"
     """PPO preset variant of --envs: default or small"""
     total_timesteps: int | None = None
@@ -185,19 +196,18 @@ def _meta_config(args: MetaTrain):
     config = META_PRESETS[args.preset]
     if args.ppo_preset != "default" and not args.envs:
         _fail("--ppo-preset applies to --envs")
+    if args.algo != "ppo" and not args.envs:
+        _fail(f"--algo {args.algo} needs --envs (the named presets meta-train PPO)")
     if args.envs:
-        tasks = tuple(task_for(env, args.ppo_preset) for env in args.envs)
+        tasks = tuple(task_for(env, args.ppo_preset, args.algo) for env in args.envs)
         optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
         config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
     if args.total_timesteps is not None:
         config = dataclasses.replace(
             config,
             tasks=tuple(
-                dataclasses.replace(
-                    t,
-                    ppo=dataclasses.replace(
-                        t.ppo, total_timesteps=args.total_timesteps
-                    ),
+                t.with_algo(
+                    dataclasses.replace(t.algo, total_timesteps=args.total_timesteps)
                 )
                 for t in config.tasks
             ),
@@ -259,7 +269,7 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         _fail(str(err))
 
     es = config.es
-    envs = ", ".join(t.ppo.env for t in config.tasks)
+    envs = ", ".join(f"{t.algo_name} on {t.algo.env}" for t in config.tasks)
     print(
         f"lopt meta-train: {args.learned} ({config.optimizer.cell}, "
         f"{config.optimizer.num_meta_params} meta-parameters) on {envs} with "
