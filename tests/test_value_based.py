@@ -305,6 +305,18 @@ def test_meta_task_and_runner_take_value_configs():
     assert metrics["return"].shape == (2, TINY_PQN.num_updates)
 
 
+def test_cli_names_the_missing_preset(tmp_path, capsys):
+    from lopt.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--algo", "dqn", "--env", "acrobot", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no dqn preset for classic/acrobot" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["meta-train", "--algo", "pqn", "--generations", "1"])
+    assert "--algo pqn needs --envs" in capsys.readouterr().err
+
+
 # LEARNING --------------------------------------------------------------------------
 
 LEARNS = {

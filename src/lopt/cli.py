@@ -152,7 +152,7 @@ class MetaTrain:
     """cpu (default: minutes on a laptop), breakout, asterix, freeway,
     spaceinvaders, multi-minatar, gridworld (the paper's settings, meant for GPUs)"""
     envs: tuple[str, ...] | None = None
-    """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
+    """tasks to meta-train on, each with its --algo preset (replaces the preset's)"""
     algo: str = "ppo"
     """inner-loop algorithm of --envs: ppo, dqn, iqn or pqn (its preset per env)"""
     ppo_preset: str = "default"
