@@ -116,7 +116,7 @@ def test_tuned_file_round_trip_and_presets(tmp_path):
         preset.optimizers["lion"] == preset_for("breakout", "small").optimizers["lion"]
     )
     assert preset.baseline_return == 12.5
-    assert task_for("breakout", "small", tuned).baseline_return == 12.5
+    assert task_for("breakout", "small", tuned=tuned).baseline_return == 12.5
     assert task_for("breakout", "small").baseline_return == 1.0
     with pytest.raises(TunedFileError, match="tuned on minatar/breakout"):
         apply_tuned(preset_for("asterix"), tuned)

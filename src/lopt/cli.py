@@ -30,7 +30,7 @@ def _default_out(kind: str, *parts: str) -> Path:
 
 @dataclasses.dataclass
 class Train:
-    """Train PPO agents with one optimizer over several seeds."""
+    """Train agents (PPO by default) with one optimizer over several seeds."""
 
     env: str = "cartpole"
     """environment name or alias: cartpole, acrobot, breakout, asterix, freeway,
@@ -47,6 +47,9 @@ class Train:
     weights); default adam, or the --tuned file's optimizer"""
     tuned: Path | None = None
     """a tuned.json from lopt tune: its hyperparameters for its optimizer"""
+    algo: str = "ppo"
+    """inner-loop algorithm: ppo, dqn, iqn or pqn (value-based: presets for
+    cartpole, asterix and breakout)"""
     lr: float | None = None
     """learning rate of a hand-crafted optimizer (default: the preset's tuned one)"""
     seeds: int = 4
@@ -85,7 +88,7 @@ def _with_tuned(preset, path: Path, spec: str | None):
     from lopt.configs.tuned import apply_tuned, check_env, read_tuned
 
     tuned = read_tuned(path)
-    check_env(tuned, preset.ppo.env, path)
+    check_env(tuned, preset.config.env, path)
     if spec is not None and spec.strip().lower() != tuned.optimizer:
         raise ValueError(
             f"{path} holds {tuned.optimizer}'s settings; --optimizer is {spec}"
@@ -97,6 +100,7 @@ def run_train(args: Train, command: list[str]) -> dict:
     from lopt.analysis.plots import plot_learning_curves
     from lopt.configs.presets import preset_for
     from lopt.optim.spec import from_spec
+    from lopt.rl.algorithms import noise_mask
     from lopt.rl.runner import train_seeds
     from lopt.runs.records import env_steps, write_train_run
     from lopt.runs.rundir import prepare_run_dir
@@ -104,12 +108,17 @@ def run_train(args: Train, command: list[str]) -> dict:
     if args.seeds < 1:
         _fail("--seeds must be at least 1")
     try:
-        preset = preset_for(args.env, args.preset)
+        preset = preset_for(args.env, args.preset, args.algo)
         spec = args.optimizer or "adam"
         if args.tuned is not None:
             preset, spec = _with_tuned(preset, args.tuned, args.optimizer)
-        optimizer = from_spec(spec, preset.optimizers, learning_rate=args.lr)
-        config = preset.ppo
+        config = preset.config
+        optimizer = from_spec(
+            spec,
+            preset.optimizers,
+            noise_mask=noise_mask(config),
+            learning_rate=args.lr,
+        )
         if args.total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=args.total_timesteps)
         out = args.out or _default_out("train", args.env, optimizer.name)
@@ -137,7 +146,7 @@ def run_train(args: Train, command: list[str]) -> dict:
         env_steps(config),
         {optimizer.name: metrics["return"]},
         out / "learning_curve.png",
-        title=f"{config.env}: PPO with {optimizer.name}",
+        title=f"{config.env}: {args.algo.upper()} with {optimizer.name}",
     )
     _print_table(
         [
@@ -165,7 +174,9 @@ class MetaTrain:
     """cpu (default: minutes on a laptop), breakout, asterix, freeway,
     spaceinvaders, multi-minatar, gridworld (the paper's settings, meant for GPUs)"""
     envs: tuple[str, ...] | None = None
-    """tasks to meta-train on, each with its PPO preset (replaces the preset's)"""
+    """tasks to meta-train on, each with its --algo preset (replaces the preset's)"""
+    algo: str = "ppo"
+    """inner-loop algorithm of --envs: ppo, dqn, iqn or pqn (its preset per env)"""
     ppo_preset: str = "default"
     """PPO preset variant of --envs: default, small, zero-shot or small-zero-shot"""
     tuned: tuple[Path, ...] | None = None
@@ -217,8 +228,10 @@ def _meta_config(args: MetaTrain):
     config = META_PRESETS[args.preset]
     if args.ppo_preset != "default" and not args.envs:
         _fail("--ppo-preset applies to --envs")
+    if args.algo != "ppo" and not args.envs:
+        _fail(f"--algo {args.algo} needs --envs (the named presets meta-train PPO)")
     if args.envs:
-        tasks = tuple(task_for(env, args.ppo_preset) for env in args.envs)
+        tasks = tuple(task_for(env, args.ppo_preset, args.algo) for env in args.envs)
         optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
         config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
     if args.tuned:
@@ -229,11 +242,8 @@ def _meta_config(args: MetaTrain):
         config = dataclasses.replace(
             config,
             tasks=tuple(
-                dataclasses.replace(
-                    t,
-                    ppo=dataclasses.replace(
-                        t.ppo, total_timesteps=args.total_timesteps
-                    ),
+                t.with_algo(
+                    dataclasses.replace(t.algo, total_timesteps=args.total_timesteps)
                 )
                 for t in config.tasks
             ),
@@ -297,15 +307,15 @@ def _tuned_tasks(tasks, paths):
     baselines = {}
     for path in paths:
         tuned = read_tuned(path)
-        if tuned.env not in {t.ppo.env for t in tasks}:
+        if tuned.env not in {t.algo.env for t in tasks}:
             _fail(
                 f"{path} was tuned on {tuned.env}, which is not a task of this "
-                f"run ({', '.join(t.ppo.env for t in tasks)})"
+                f"run ({', '.join(t.algo.env for t in tasks)})"
             )
         baselines[tuned.env] = tuned.baseline_return
     return tuple(
         dataclasses.replace(
-            t, baseline_return=baselines.get(t.ppo.env, t.baseline_return)
+            t, baseline_return=baselines.get(t.algo.env, t.baseline_return)
         )
         for t in tasks
     )
@@ -339,7 +349,7 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         _fail(str(err))
 
     es = config.es
-    envs = ", ".join(t.ppo.env for t in config.tasks)
+    envs = ", ".join(f"{t.algo_name} on {t.algo.env}" for t in config.tasks)
     cell = getattr(config.optimizer, "cell", None)  # OPEN and its variants
     print(
         f"lopt meta-train: {config.optimizer.variant} ("

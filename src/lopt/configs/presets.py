@@ -7,6 +7,9 @@ hyperparameters on that task and Adam's reference return (the paper's
 of §6); MinAtar games also have a ``small`` variant that trains in seconds on a CPU
 (width 16, 64 x 32 steps per rollout, 2 epochs of 4 minibatches, 5e4 frames).
 RMSprop, Lion and SGD defaults are starting points, not tuned values.
+
+Value-based inner loops (DQN, IQN, PQN) have presets per (algorithm, environment)
+in :data:`VALUE_PRESETS`, for CartPole and MinAtar Asterix and Breakout.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from lopt.envs.registry import (
 )
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.optim.network import OPENConfig
+from lopt.rl.algorithms import check_name
+from lopt.rl.dqn import DQNConfig
+from lopt.rl.iqn import IQNConfig
 from lopt.rl.ppo import PPOConfig
+from lopt.rl.pqn import PQNConfig
 
 
 class UnknownPresetError(ValueError):
@@ -42,6 +49,23 @@ class Preset:
 
     def optimizer_defaults(self, name: str) -> dict[str, Any]:
         return dict(self.optimizers.get(name, {}))
+
+    @property
+    def config(self) -> PPOConfig:
+        """The inner loop's settings (as :attr:`ValuePreset.config`)."""
+        return self.ppo
+
+
+@dataclasses.dataclass(frozen=True)
+class ValuePreset:
+    """A value-based algorithm on one environment, with its optimizer defaults."""
+
+    config: DQNConfig | IQNConfig | PQNConfig
+    optimizers: MappingProxyType
+    """default hyperparameters per hand-crafted optimizer name"""
+    baseline_return: float | None = None
+
+    optimizer_defaults = Preset.optimizer_defaults
 
 
 def _handcrafted(lr: float, b1: float, b2: float, anneal: bool) -> MappingProxyType:
@@ -279,13 +303,137 @@ VARIANTS = {
 }
 
 
-def preset_for(env: str, variant: str = "default") -> Preset:
-    """The PPO preset of an environment name or alias.
+# VALUE-BASED ---------------------------------------------------------------------
+# Adam as each implementation uses it (its eps is optax's 1e-8 here); PQN anneals
+# the learning rate linearly to 0 as purejaxql does. The others start from it.
+_PQN_OPTIMIZERS = {
+    "classic/cartpole": _handcrafted(1e-4, 0.9, 0.999, anneal=True),
+    "minatar": _handcrafted(5e-4, 0.9, 0.999, anneal=True),
+}
+
+
+def _dqn_minatar(env: str) -> dict[str, Any]:
+    # Revisiting Rainbow's MinAtar DQN (Obando-Ceron & Castro 2021, dopamine gin
+    # files): 1e7 frames, buffer 1e5, batch 32, a gradient step per 4 frames
+    # (4 environments here), 1000 frames before learning, target copied every
+    # 1000 frames, epsilon 1 -> 0.01 over 2.5e5 frames; an MLP of 2 x 128 in place
+    # of their CNN (conv 16 + dense 128).
+    return dict(
+        env=env,
+        total_timesteps=10_000_000,
+        num_envs=4,
+        train_frequency=1,
+        gradient_steps=1,
+        buffer_size=100_000,
+        batch_size=32,
+        learning_starts=1_000,
+        target_update_interval=1_000,
+        tau=1.0,
+        gamma=0.99,
+        start_e=1.0,
+        end_e=0.01,
+        exploration_fraction=0.025,
+        hidden_size=128,
+        num_hidden=2,
+    )
+
+
+def _pqn_minatar(env: str) -> PQNConfig:
+    # purejaxql's pqn_minatar.yaml, with an MLP of 2 x 128 (LayerNorm) in place of
+    # its CNN (conv 16 + dense 128).
+    return PQNConfig(
+        env=env,
+        total_timesteps=10_000_000,
+        num_envs=128,
+        num_steps=32,
+        update_epochs=2,
+        num_minibatches=32,
+        gamma=0.99,
+        q_lambda=0.65,
+        start_e=1.0,
+        end_e=0.05,
+        exploration_fraction=0.1,
+        reward_scale=1.0,
+        hidden_size=128,
+        num_hidden=2,
+        max_grad_norm=10.0,
+    )
+
+
+# CartPole, IQN: DQN's CartPole loop with Dopamine's batch of 32 and Dabney et al.'s
+# quantile samples (N = N' = 64, K = 32, 64 cosine features); 1e5 frames, epsilon
+# decaying over the first 2e4, and Adam at 1e-3, so it runs in minutes on a CPU.
+_IQN_CARTPOLE = IQNConfig(
+    env="classic/cartpole",
+    total_timesteps=100_000,
+    num_envs=10,
+    train_frequency=1,
+    buffer_size=10_000,
+    batch_size=32,
+    learning_starts=1_000,
+    target_update_interval=500,
+    exploration_fraction=0.2,
+    end_e=0.05,
+    hidden_size=64,
+    num_hidden=1,
+)
+
+VALUE_PRESETS: dict[tuple[str, str], ValuePreset] = {
+    # CleanRL's dqn.py (and PureJaxRL's dqn.py, 10 environments) on CartPole;
+    # equal hidden widths of 128 in place of 120 and 84.
+    ("dqn", "classic/cartpole"): ValuePreset(
+        DQNConfig(env="classic/cartpole", hidden_size=128),
+        _handcrafted(2.5e-4, 0.9, 0.999, anneal=False),
+    ),
+    ("iqn", "classic/cartpole"): ValuePreset(
+        _IQN_CARTPOLE, _handcrafted(1e-3, 0.9, 0.999, anneal=False)
+    ),
+    # purejaxql's pqn_cartpole.yaml.
+    ("pqn", "classic/cartpole"): ValuePreset(
+        PQNConfig(env="classic/cartpole"), _PQN_OPTIMIZERS["classic/cartpole"]
+    ),
+    **{
+        ("dqn", env): ValuePreset(
+            DQNConfig(**_dqn_minatar(env)),
+            _handcrafted(2.5e-4, 0.9, 0.999, anneal=False),
+        )
+        for env in ("minatar/asterix", "minatar/breakout")
+    },
+    # IQN on MinAtar: DQN's MinAtar loop with Dabney et al.'s quantile settings.
+    **{
+        ("iqn", env): ValuePreset(
+            IQNConfig(**_dqn_minatar(env)),
+            _handcrafted(2.5e-4, 0.9, 0.999, anneal=False),
+        )
+        for env in ("minatar/asterix", "minatar/breakout")
+    },
+    **{
+        ("pqn", env): ValuePreset(_pqn_minatar(env), _PQN_OPTIMIZERS["minatar"])
+        for env in ("minatar/asterix", "minatar/breakout")
+    },
+}
+
+
+def preset_for(
+    env: str, variant: str = "default", algo: str = "ppo"
+) -> Preset | ValuePreset:
+    """The preset of an algorithm (PPO by default) on an environment or alias.
 
     Raises:
       UnknownPresetError: no preset of this variant for the environment.
     """
     name = canonical_name(env)
+    if check_name(algo) != "ppo":
+        have = sorted(e for a, e in VALUE_PRESETS if a == algo)
+        if variant != "default":
+            raise UnknownPresetError(
+                f"{algo} has only default presets, not {variant!r}"
+            )
+        if (algo, name) not in VALUE_PRESETS:
+            raise UnknownPresetError(
+                f"no {algo} preset for {name}; {algo} has presets for {', '.join(have)}"
+            )
+        return VALUE_PRESETS[(algo, name)]
     if variant not in VARIANTS:
         raise UnknownPresetError(
             f"unknown preset {variant!r}; choose from {', '.join(VARIANTS)}"
@@ -325,15 +473,20 @@ def _paper_meta(envs: tuple[str, ...], optimizer: OPENConfig) -> MetaTrainConfig
 
 
 def task_for(
-    env: str, variant: str = "default", tuned: TunedSettings | None = None
+    env: str,
+    variant: str = "default",
+    algo: str = "ppo",
+    *,
+    tuned: TunedSettings | None = None,
 ) -> TaskConfig:
-    """A meta-training task from an environment's PPO preset and Adam return, or
-    the mean return of ``tuned`` settings (``lopt tune``'s ``tuned.json``)."""
-    preset = preset_for(env, variant)
+    """A meta-training task from an environment's preset (PPO's by default) and
+    Adam return, or the mean return of ``tuned`` settings (``lopt tune``'s
+    ``tuned.json``)."""
+    preset = preset_for(env, variant, algo)
     if tuned is not None:
         preset = apply_tuned(preset, tuned)
-    return TaskConfig(
-        ppo=preset.ppo,
+    return TaskConfig.of(
+        preset.config,
         baseline_return=preset.baseline_return or 1.0,
         antithetic_tasks=canonical_name(env).startswith("gridworld/"),
     )

@@ -109,7 +109,7 @@ def check_env(settings: TunedSettings, env: str, source: str | Path) -> None:
 
 def apply_tuned(preset: Preset, settings: TunedSettings) -> Preset:
     """``preset`` with the tuned optimizer's hyperparameters and baseline return."""
-    check_env(settings, preset.ppo.env, "the tuned settings")
+    check_env(settings, preset.config.env, "the tuned settings")
     optimizers = {k: dict(v) for k, v in preset.optimizers.items()}
     optimizers[settings.optimizer] = dict(settings.hyperparams)
     return dataclasses.replace(

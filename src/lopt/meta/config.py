@@ -3,26 +3,65 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
+from lopt.rl.algorithms import ALGORITHMS, algorithm_name
+from lopt.rl.dqn import DQNConfig
+from lopt.rl.iqn import IQNConfig
 from lopt.rl.ppo import PPOConfig
+from lopt.rl.pqn import PQNConfig
 
 STRATEGIES = ("open-es", "ga")
+#: TaskConfig's algorithm fields, named as lopt.rl.algorithms names them.
+ALGORITHM_FIELDS = tuple(ALGORITHMS)
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
-    """One inner-loop task: PPO on an environment."""
+    """One inner-loop task: an algorithm (PPO by default) on an environment.
 
-    ppo: PPOConfig
+    Exactly one of ``ppo``, ``dqn``, ``iqn`` and ``pqn`` is set; :attr:`algo` is
+    that config. Build one with :meth:`of` from any algorithm's config.
+    """
+
+    ppo: PPOConfig | None = None
     baseline_return: float = 1.0
     """Adam's final return on this task; multi-task fitness is divided by it"""
     antithetic_tasks: bool = False
     """OPEN §4.3 (the gridworld): the two members of each antithetic pair share
     their inner runs' seeds (hence levels), different pairs get different ones,
     and fitness is pairwise: the better member of each pair is pushed toward"""
+    dqn: DQNConfig | None = None
+    iqn: IQNConfig | None = None
+    pqn: PQNConfig | None = None
+
+    def __post_init__(self):
+        given = [name for name in ALGORITHM_FIELDS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a task needs exactly one algorithm config (ppo, dqn, iqn or pqn); "
+                f"got {', '.join(given) or 'none'}"
+            )
+
+    @classmethod
+    def of(cls, config: Any, **settings: Any) -> TaskConfig:
+        """The task running ``config`` (a ``PPOConfig``, ``DQNConfig``, ...)."""
+        return cls(**{algorithm_name(config): config, **settings})
+
+    @property
+    def algo_name(self) -> str:
+        return next(n for n in ALGORITHM_FIELDS if getattr(self, n) is not None)
+
+    @property
+    def algo(self) -> Any:
+        """The inner loop's config: ``env``, ``num_updates``, ``frames_per_update``."""
+        return getattr(self, self.algo_name)
+
+    def with_algo(self, config: Any) -> TaskConfig:
+        """This task with its algorithm's config replaced (same algorithm)."""
+        return dataclasses.replace(self, **{self.algo_name: config})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +127,7 @@ class MetaTrainConfig:
     def __post_init__(self):
         if not self.tasks:
             raise ValueError("a meta-training run needs at least one task")
-        envs = [t.ppo.env for t in self.tasks]
+        envs = [t.algo.env for t in self.tasks]
         if len(set(envs)) != len(envs):
             raise ValueError(f"each environment may appear once; got {envs}")
         if any(t.antithetic_tasks for t in self.tasks) and (

@@ -35,7 +35,7 @@ from lopt.optim.learned import (
     unravel_meta_params,
     zeros_meta_params,
 )
-from lopt.rl.ppo import make_train
+from lopt.rl.algorithms import make_train, noise_mask
 from lopt.rl.runner import seed_keys
 from lopt.runs.rundir import write_json
 
@@ -98,13 +98,20 @@ class MetaTrainer:
     def __init__(self, config: MetaTrainConfig, devices: list | None = None):
         self.config = config
         template = zeros_meta_params(config.optimizer)
-        self.family = learned_family(template, config.optimizer)
+        # One family per task: the noise mask depends on the task's algorithm.
+        self.families = [
+            learned_family(template, config.optimizer, noise_mask=noise_mask(t.algo))
+            for t in config.tasks
+        ]
         self.antithetic = config.tasks[0].antithetic_tasks  # then the only task
         self.strategy = strategy.make_strategy(
             config.es, template, shaped_outside=self.antithetic
         )
         mesh = population_mesh(config.es.population_size, devices)
-        self.trains = [make_train(t.ppo, self.family) for t in config.tasks]
+        self.trains = [
+            make_train(t.algo, family)
+            for t, family in zip(config.tasks, self.families, strict=True)
+        ]
         self.evaluates = [
             make_evaluate(train, mesh, keys_per_member=self.antithetic)
             for train in self.trains
@@ -117,7 +124,7 @@ class MetaTrainer:
         self.frames_per_generation = (
             config.es.population_size
             * config.es.num_rollouts
-            * sum(t.ppo.num_updates * t.ppo.frames_per_update for t in config.tasks)
+            * sum(t.algo.num_updates * t.algo.frames_per_update for t in config.tasks)
         )
 
     def init_state(self) -> Any:
@@ -167,7 +174,7 @@ class MetaTrainer:
         for task, run in zip(self.config.tasks, self.heldout, strict=True):
             _, metrics = run(seed_keys(list(seeds)), meta_params)
             returns = np.asarray(final_return(metrics))
-            out[task.ppo.env] = {
+            out[task.algo.env] = {
                 "mean": float(returns.mean()),
                 "iqm": iqm(returns),
                 "returns": [float(x) for x in returns],
@@ -189,7 +196,7 @@ def _stats(values: np.ndarray) -> dict:
 
 
 def _fitness_record(config: MetaTrainConfig, raw: list, fitness) -> dict:
-    record = {t.ppo.env: _stats(r) for t, r in zip(config.tasks, raw, strict=True)}
+    record = {t.algo.env: _stats(r) for t, r in zip(config.tasks, raw, strict=True)}
     record["combined"] = _stats(np.asarray(fitness))
     return record
 
@@ -303,7 +310,7 @@ def meta_train(
         config.optimizer,
         generation=es.num_generations,
         strategy=es.strategy,
-        envs=[t.ppo.env for t in config.tasks],
+        envs=[t.algo.env for t in config.tasks],
     )
     last = [r for r in read_metrics(run_dir) if "heldout" in r][-1]
     summary = {

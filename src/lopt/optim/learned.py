@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from lopt.optim import network, optim4rl
+from lopt.optim import network, optim4rl, tree_paths
 from lopt.optim.family import Optimizer, open_family, optim4rl_family
 from lopt.optim.features import RL_FEATURES
 from lopt.optim.network import MetaParams, OPENConfig
@@ -119,10 +119,14 @@ def learned_family(
     *,
     name: str | None = None,
     track_noise: bool = False,
+    noise_mask: Any = tree_paths.actor_mask,
 ) -> Optimizer:
     """The :class:`~lopt.optim.family.Optimizer` of ``config`` with ``meta_params``
-    as its parameters; ``name`` defaults to ``config.variant``."""
+    as its parameters; ``name`` defaults to ``config.variant``. ``noise_mask``
+    selects the leaves OPEN's learned noise may touch (Optim4RL has no noise)."""
     name = name or config.variant
     if isinstance(config, Optim4RLConfig):
         return optim4rl_family(meta_params, config, name=name)
-    return open_family(meta_params, config, name=name, track_noise=track_noise)
+    return open_family(
+        meta_params, config, name=name, track_noise=track_noise, noise_mask=noise_mask
+    )

@@ -45,6 +45,7 @@ def from_spec(
     defaults: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     track_noise: bool = False,
+    noise_mask: Any = None,
     **overrides: Any,
 ) -> Optimizer:
     """Builds the optimizer ``spec`` names.
@@ -57,6 +58,8 @@ def from_spec(
       **overrides: hyperparameters that replace the defaults (``None`` values are
         ignored), e.g. ``learning_rate=3e-4``.
       track_noise: a learned optimizer keeps its noise magnitude in its state.
+      noise_mask: which parameters a learned optimizer's noise may touch (a tree
+        or a function of the params; default: OPEN's, the actor's).
 
     Raises:
       OptimizerSpecError: an unknown name, or hyperparameters given to a learned
@@ -96,6 +99,7 @@ def from_spec(
             config,
             name=f"{config.variant}:{Path(path).stem}",
             track_noise=track_noise,
+            **({} if noise_mask is None else {"noise_mask": noise_mask}),
         )
         return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")
     raise OptimizerSpecError(f"unknown optimizer {spec!r}; choose from {known_specs()}")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.envs.registry import make_vec_env
+from lopt.envs.registry import HostEnvironmentError, make_vec_env
 from lopt.optim.diagnostics import SAMPLES
 from lopt.optim.family import Optimizer
 from lopt.rl.ppo import PPOConfig, Transition, make_agent, make_learn, make_tx
@@ -44,6 +44,11 @@ def train_host(
       (as :func:`lopt.rl.runner.train_seeds`), and each seed's final agent
       parameters.
     """
+    if not isinstance(config, PPOConfig):
+        raise HostEnvironmentError(
+            f"{config.env} runs on the host (ALE), where lopt trains PPO only; "
+            f"got {type(config).__name__}"
+        )
     opt_params = optimizer.params if opt_params is None else opt_params
     envs = [
         make_vec_env(config.env, config.num_envs, config.gamma)[0]

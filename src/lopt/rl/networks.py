@@ -23,6 +23,33 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+class NormedDense(nn.Module):
+    """A dense layer followed by layer normalisation, as one layer of parameters.
+
+    Parameters ``kernel`` ``(in, N)``, ``bias``, ``scale`` and ``offset`` ``(N,)``
+    sit in one dict, so the layer counts once for ``layer_prop`` and every tensor
+    gets the dormancy of the N neurons it feeds.
+    """
+
+    features: int
+    epsilon: float = 1e-6  # flax.linen.LayerNorm's
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel",
+            nn.initializers.orthogonal(np.sqrt(2.0)),
+            (x.shape[-1], self.features),
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        scale = self.param("scale", nn.initializers.ones, (self.features,))
+        offset = self.param("offset", nn.initializers.zeros, (self.features,))
+        y = x @ kernel + bias
+        mean = y.mean(axis=-1, keepdims=True)
+        var = jnp.square(y - mean).mean(axis=-1, keepdims=True)
+        return (y - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + offset
+
+
 def _layers(
     x: jax.Array,
     out_size: int,
@@ -30,23 +57,35 @@ def _layers(
     activation: str,
     num_hidden: int,
     out_gain: float,
+    layer_norm: bool = False,
 ) -> tuple[jax.Array, dict]:
-    """Dense layers created in the calling module (inside its ``nn.compact``)."""
+    """Dense layers created in the calling module (inside its ``nn.compact``).
+
+    With ``layer_norm`` each hidden layer is a :class:`NormedDense` (normalised
+    before the activation, as PQN's network), named ``Dense_0, Dense_1, ...`` like
+    plain layers so ``layer_prop`` orders them by depth.
+    """
     act = ACTIVATIONS[activation]
     recorded = {}
     h = x
-    for _ in range(num_hidden):
-        layer = nn.Dense(
-            hidden_size,
-            kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
-            bias_init=nn.initializers.zeros,
-        )
+    for i in range(num_hidden):
+        if layer_norm:
+            layer = NormedDense(hidden_size, name=f"Dense_{i}")
+        else:
+            layer = nn.Dense(
+                hidden_size,
+                kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+                bias_init=nn.initializers.zeros,
+            )
         h = act(layer(h))
         recorded[layer.name] = mean_abs_activation(h)
     head = nn.Dense(
         out_size,
         kernel_init=nn.initializers.orthogonal(out_gain),
         bias_init=nn.initializers.zeros,
+        # Named explicitly beside explicitly named hidden layers (flax numbers
+        # automatic names per class, which would clash with them).
+        name=f"Dense_{num_hidden}" if layer_norm else None,
     )
     out = head(h)
     recorded[head.name] = mean_abs_activation(out)
@@ -62,6 +101,8 @@ class MLP(nn.Module):
     activation: str = "relu"
     num_hidden: int = 2
     out_gain: float = 1.0
+    layer_norm: bool = False
+    """hidden layers as :class:`NormedDense` (PQN's Q-network)"""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, dict]:
@@ -72,6 +113,7 @@ class MLP(nn.Module):
             self.activation,
             self.num_hidden,
             self.out_gain,
+            self.layer_norm,
         )
         return out, {"params": recorded}
 

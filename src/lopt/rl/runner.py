@@ -1,7 +1,7 @@
-"""Running PPO over several seeds in chunks, so a caller can report progress.
+"""Running any inner-loop algorithm over several seeds in chunks, for progress.
 
-``train`` from :func:`lopt.rl.ppo.make_train` is one call for a whole run; this
-runner calls the same update step in chunks of updates instead (one compiled
+``train`` from :func:`lopt.rl.algorithms.make_train` is one call for a whole run;
+this runner calls the same update step in chunks of updates instead (one compiled
 function, reused), and reports after each chunk.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 
 from lopt.envs.registry import is_host
 from lopt.optim.family import Optimizer
+from lopt.rl.algorithms import make_algorithm
 from lopt.rl.host import train_host
-from lopt.rl.ppo import PPOConfig, make_ppo
 
 
 def chunk_size(num_updates: int, target_chunks: int = 25) -> int:
@@ -32,7 +32,7 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
 
 
 def train_seeds(
-    config: PPOConfig,
+    config: Any,
     optimizer: Optimizer,
     seeds: Sequence[int],
     opt_params: Any = None,
@@ -41,7 +41,7 @@ def train_seeds(
     """Trains one agent per seed (vmapped), in chunks of updates.
 
     Args:
-      config: the PPO settings.
+      config: an algorithm's settings (``PPOConfig``, ``DQNConfig``, ...).
       optimizer: the optimizer family; ``opt_params`` defaults to its params.
       seeds: integer seeds.
       on_progress: called with the number of updates done after each chunk.
@@ -53,12 +53,13 @@ def train_seeds(
     """
     if is_host(config.env):  # Atari: ALE steps on the host, one update at a time
         return train_host(config, optimizer, seed_keys(seeds), opt_params, on_progress)
-    ppo = make_ppo(config, optimizer)
+    algorithm = make_algorithm(config, optimizer)
     opt_params = optimizer.params if opt_params is None else opt_params
     chunk = chunk_size(config.num_updates)
-    init = jax.jit(jax.vmap(ppo.init, in_axes=(0, None)))
+    init = jax.jit(jax.vmap(algorithm.init, in_axes=(0, None)))
     run = jax.jit(
-        jax.vmap(lambda s, p: ppo.run(s, p, chunk), in_axes=(0, None)), donate_argnums=0
+        jax.vmap(lambda s, p: algorithm.run(s, p, chunk), in_axes=(0, None)),
+        donate_argnums=0,
     )
     state = init(seed_keys(seeds), opt_params)
     pieces = []

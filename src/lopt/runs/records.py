@@ -12,6 +12,7 @@ import io
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from lopt import __version__
 from lopt.analysis.stats import summarise
 from lopt.atomic import atomic_write
 from lopt.optim.family import Optimizer
-from lopt.rl.ppo import PPOConfig
+from lopt.rl.algorithms import algorithm_name
 from lopt.runs.rundir import write_json
 
 
@@ -39,14 +40,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def env_steps(config: PPOConfig) -> np.ndarray:
+def env_steps(config: Any) -> np.ndarray:
     """Environment steps done by the end of each update, shape ``(num_updates,)``."""
     return config.frames_per_update * np.arange(1, config.num_updates + 1)
 
 
 def write_train_run(
     out: Path,
-    config: PPOConfig,
+    config: Any,
     optimizer: Optimizer,
     seeds: Sequence[int],
     metrics: dict[str, np.ndarray],
@@ -59,7 +60,8 @@ def write_train_run(
         out / "config.json",
         {
             "command": list(command),
-            "ppo": dataclasses.asdict(config),
+            # the settings under the algorithm's name: "ppo", "dqn", "iqn", "pqn"
+            algorithm_name(config): dataclasses.asdict(config),
             "optimizer": optimizer.description,
             "seeds": list(seeds),
             "versions": versions(),
