@@ -166,7 +166,11 @@ def _spy(num_records: int) -> Optimizer:
             zeros = jnp.zeros(num_records)
             return (sgd.init(p), jnp.zeros((), jnp.int32), zeros, zeros, zeros)
 
-        def update(grads, state, params=None, *, training_prop, batch_prop, **kw):
+        def update(
+            grads, state, params=None, *, training_prop, batch_prop, key, dormancy, loss
+        ):
+            # every extra argument the loops promise (VeLO reads the loss)
+            assert key is not None and dormancy is not None and loss.shape == ()
             inner, i, tps, bps, steps = state
             updates, inner = sgd.update(grads, inner, params)
             return updates, (

@@ -83,12 +83,21 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         )
 
 
-def _with_tuned(preset, path: Path, spec: str | None):
-    """``preset`` with a tuned.json's settings, and the optimizer to train."""
+def _with_tuned(preset, variant: str, path: Path, spec: str | None):
+    """``preset`` (of ``variant``) with a tuned.json's settings, and the optimizer
+    to train."""
     from lopt.configs.tuned import apply_tuned, check_env, read_tuned
+    from lopt.rl.ppo import PPOConfig
 
     tuned = read_tuned(path)
     check_env(tuned, preset.config.env, path)
+    if not isinstance(preset.config, PPOConfig):
+        raise ValueError(f"{path} holds settings tuned for PPO (lopt tune), not --algo")
+    if tuned.preset != variant:
+        raise ValueError(
+            f"{path} was tuned on the {tuned.preset} preset; pass --preset "
+            f"{tuned.preset}"
+        )
     if spec is not None and spec.strip().lower() != tuned.optimizer:
         raise ValueError(
             f"{path} holds {tuned.optimizer}'s settings; --optimizer is {spec}"
@@ -111,7 +120,7 @@ def run_train(args: Train, command: list[str]) -> dict:
         preset = preset_for(args.env, args.preset, args.algo)
         spec = args.optimizer or "adam"
         if args.tuned is not None:
-            preset, spec = _with_tuned(preset, args.tuned, args.optimizer)
+            preset, spec = _with_tuned(preset, args.preset, args.tuned, args.optimizer)
         config = preset.config
         optimizer = from_spec(
             spec,
@@ -311,6 +320,15 @@ def _tuned_tasks(tasks, paths):
             _fail(
                 f"{path} was tuned on {tuned.env}, which is not a task of this "
                 f"run ({', '.join(t.algo.env for t in tasks)})"
+            )
+        task = next(t for t in tasks if t.algo.env == tuned.env)
+        if task.algo_name != "ppo" or (
+            tuned.total_timesteps != task.algo.total_timesteps
+        ):
+            _fail(
+                f"{path} holds PPO's return at {tuned.total_timesteps:,} frames; "
+                f"the task is {task.algo_name} at {task.algo.total_timesteps:,}: "
+                "tune at the task's settings for a fair normaliser"
             )
         baselines[tuned.env] = tuned.baseline_return
     return tuple(
@@ -628,7 +646,8 @@ def run_tune(args: Tune, command: list[str]) -> dict:
     print(
         f"best: lr {best['learning_rate']:g} {setting_label(best, grid.axes)}, mean "
         f"final return {best['mean']:.2f}; {wall:.0f} s; results in {out}\n"
-        f"use it: lopt train --env {args.env} --tuned {out / 'tuned.json'}"
+        f"use it: lopt train --env {args.env} --preset {args.preset} "
+        f"--tuned {out / 'tuned.json'}"
     )
     return summary
 

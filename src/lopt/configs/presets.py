@@ -4,9 +4,12 @@ Each PPO preset holds the PPO config, the hand-crafted optimizers' default
 hyperparameters on that task and Adam's reference return (the paper's
 ``PPO_TEMP``, used to normalise multi-task fitness). Every environment has a
 ``default`` variant (for MinAtar the paper's settings, OPEN §3.5, with the tuned Adam
-of §6); MinAtar games also have a ``small`` variant that trains in seconds on a CPU
-(width 16, 64 x 32 steps per rollout, 2 epochs of 4 minibatches, 5e4 frames).
-RMSprop, Lion and SGD defaults are starting points, not tuned values.
+of §6; for Brax and the gridworld the paper's, for Craftax the Craftax paper's, for
+Atari CleanRL's). A ``small`` variant trains on a CPU: MinAtar in seconds (width
+16, 64 x 32 steps per rollout, 2 epochs of 4 minibatches, 5e4 frames), and every
+gridworld type, Brax task, Craftax and Atari game at a CPU budget. Craftax also
+has ``zero-shot`` and ``small-zero-shot`` (the gridworld's PPO carried over, OPEN
+§5.4). RMSprop, Lion and SGD defaults are starting points, not tuned values.
 
 Value-based inner loops (DQN, IQN, PQN) have presets per (algorithm, environment)
 in :data:`VALUE_PRESETS`, for CartPole and MinAtar Asterix and Breakout.

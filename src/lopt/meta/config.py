@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
+from lopt.envs.registry import is_host
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
 from lopt.rl.algorithms import ALGORITHMS, algorithm_name
@@ -43,6 +45,12 @@ class TaskConfig:
             raise ValueError(
                 "a task needs exactly one algorithm config (ppo, dqn, iqn or pqn); "
                 f"got {', '.join(given) or 'none'}"
+            )
+        if not math.isfinite(self.baseline_return) or self.baseline_return <= 0:
+            raise ValueError(
+                f"{self.algo.env}: the baseline return divides fitness, so it must "
+                f"be finite and positive; got {self.baseline_return} (a task whose "
+                "returns are negative, e.g. Acrobot, keeps the default 1.0)"
             )
 
     @classmethod
@@ -136,6 +144,19 @@ class MetaTrainConfig:
             raise ValueError(
                 f"{envs[0] if len(envs) == 1 else envs}: antithetic task sampling "
                 "(the gridworld) needs a single task and --strategy open-es"
+            )
+        hosted = [env for env in envs if is_host(env)]
+        if hosted:
+            raise ValueError(
+                f"{', '.join(hosted)} run on the host (ALE), outside JAX, so they "
+                "cannot be meta-trained; use a JAX environment (e.g. MinAtar)"
+            )
+        if getattr(self.optimizer, "separate_actor_critic", False) and any(
+            t.algo_name != "ppo" for t in self.tasks
+        ):
+            raise ValueError(
+                "--separate-actor-critic needs an actor and a critic (PPO); a "
+                "value-based task has one Q-network"
             )
         if self.save_every < 1 or self.eval_every < 1 or self.num_eval_seeds < 1:
             raise ValueError("save_every, eval_every and num_eval_seeds must be >= 1")

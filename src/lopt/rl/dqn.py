@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt.envs.registry import make_env
 from lopt.optim.family import Optimizer
 from lopt.rl import networks, progress, replay
 from lopt.rl.qnetworks import (
@@ -48,6 +47,7 @@ from lopt.rl.qnetworks import (
     chosen,
     epsilon,
     epsilon_greedy,
+    make_discrete_env,
     optimizer_step,
 )
 
@@ -89,6 +89,12 @@ class ReplayQConfig:
     """OPEN's learned noise on the Q-network's parameters (off: no noise)"""
 
     def __post_init__(self):
+        counts = ("num_envs", "train_frequency", "gradient_steps", "batch_size")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
         if self.num_updates < 1:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} is less than one update "
@@ -97,7 +103,8 @@ class ReplayQConfig:
         if self.num_learning_updates < 1:
             raise ValueError(
                 f"learning_starts={self.learning_starts} leaves no update that "
-                f"learns within total_timesteps={self.total_timesteps}; lower it"
+                f"learns within total_timesteps={self.total_timesteps}; raise "
+                "total_timesteps (--total-timesteps) above it"
             )
         if self.buffer_size < self.frames_per_update:
             raise ValueError(
@@ -187,7 +194,9 @@ def make_replay_learner(
     config: ReplayQConfig, optimizer: Optimizer, q: QFunctions, env_pair=None
 ) -> Learner:
     """The replay loop of the module docstring around the Q-learner ``q``."""
-    env, env_params = env_pair if env_pair is not None else make_env(config.env)
+    env, env_params = (
+        env_pair if env_pair is not None else make_discrete_env(config.env)
+    )
     obs_shape = env.observation_shape(env_params)
     vmap_reset = jax.vmap(env.reset, in_axes=(0, None))
     vmap_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -259,6 +268,7 @@ def make_replay_learner(
             ),
             batch_prop=progress.batch_prop(iteration, 1, config.gradient_steps),
             max_grad_norm=config.max_grad_norm,
+            loss=loss,
         )
         return (params, opt_state, iteration + 1, key), {"loss": loss, **metrics}
 
@@ -354,7 +364,7 @@ def dqn_loss(network: networks.MLP, gamma: float):
 
 def make_dqn(config: DQNConfig, optimizer: Optimizer) -> Learner:
     """Builds DQN for ``config`` with ``optimizer``; see the module docstring."""
-    env, env_params = make_env(config.env)
+    env, env_params = make_discrete_env(config.env)
     network = networks.MLP(
         env.num_actions(env_params),
         config.hidden_size,

@@ -55,7 +55,7 @@ def train_host(
         for _ in range(len(keys))
     ]
     agent = make_agent(config, envs[0], None)
-    learner = make_learn(config, agent)
+    update_parts = make_learn(config, agent)
 
     def build_tx(opt_params):
         return make_tx(config, optimizer, opt_params)
@@ -76,10 +76,12 @@ def train_host(
     # One jitted function per optimizer step, looped here: fused into one update
     # XLA on a CPU picked convolution kernels ~30x slower for the CNN's weight
     # gradients (measured with jax 0.9.2: 8.4 s against 0.24 s for two steps).
-    samples_fn = jax.jit(learner.samples)
-    split_fn = jax.jit(learner.minibatches)
+    samples_fn = jax.jit(update_parts.samples)
+    split_fn = jax.jit(update_parts.minibatches)
     step_fn = jax.jit(
-        lambda carry, batch: learner.minibatch_step(build_tx(opt_params), carry, batch)
+        lambda carry, batch: update_parts.minibatch_step(
+            build_tx(opt_params), carry, batch
+        )
     )
 
     def update(params, opt_state, iteration, key, traj, last_obs):

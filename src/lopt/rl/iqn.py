@@ -25,11 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.envs.registry import make_env
 from lopt.optim.dormancy import mean_abs_activation
 from lopt.optim.family import Optimizer
 from lopt.rl.dqn import QFunctions, ReplayQConfig, Transition, make_replay_learner
-from lopt.rl.qnetworks import Learner, chosen
+from lopt.rl.qnetworks import Learner, chosen, make_discrete_env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +126,7 @@ def quantile_huber_loss(
 
 def make_iqn(config: IQNConfig, optimizer: Optimizer) -> Learner:
     """Builds IQN for ``config`` with ``optimizer``; see the module docstring."""
-    env, env_params = make_env(config.env)
+    env, env_params = make_discrete_env(config.env)
     network = ImplicitQuantileNetwork(
         env.num_actions(env_params),
         config.hidden_size,

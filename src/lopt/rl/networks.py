@@ -1,4 +1,6 @@
-"""Separate actor and critic MLPs (OPEN §3.1) that record activations for dormancy.
+"""The agents' networks, each recording its activations for dormancy: MLPs (OPEN
+§3.1's separate actor and critic, Q-networks, PQN's layer-normalised one), a
+Gaussian actor for continuous actions, and the Nature CNN for Atari.
 
 Each ``__call__`` returns ``(output, activations)``. ``activations`` mirrors the
 variables tree, ``{"params": {layer_name: mean |h| over the batch, shape (N,)}}``,

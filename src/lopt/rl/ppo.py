@@ -203,7 +203,7 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
     return Agent(init, policy_value, dist)
 
 
-class Learner(NamedTuple):
+class PPOUpdate(NamedTuple):
     """PPO's update from one rollout, whole (``learn``) or in its pieces.
 
     ``learn(tx, params, opt_state, iteration, key, traj, last_obs)`` returns
@@ -226,8 +226,8 @@ class Learner(NamedTuple):
     minibatch_step: Any
 
 
-def make_learn(config: PPOConfig, agent: Agent) -> Learner:
-    """PPO's update for ``agent``; see :class:`Learner`."""
+def make_learn(config: PPOConfig, agent: Agent) -> PPOUpdate:
+    """PPO's update for ``agent``; see :class:`PPOUpdate`."""
     policy_value, dist = agent.policy_value, agent.dist
 
     # LOSS --------------------------------------------------------------------
@@ -344,7 +344,7 @@ def make_learn(config: PPOConfig, agent: Agent) -> Learner:
         }
         return params, opt_state, iteration, metrics
 
-    return Learner(learn, batch_samples, minibatches, minibatch_step)
+    return PPOUpdate(learn, batch_samples, minibatches, minibatch_step)
 
 
 def make_ppo(config: PPOConfig, optimizer: Optimizer) -> PPO:

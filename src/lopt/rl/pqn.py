@@ -32,10 +32,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt.envs.registry import make_env
 from lopt.optim.family import Optimizer
 from lopt.rl import networks, progress
-from lopt.rl.qnetworks import Learner, chosen, epsilon, epsilon_greedy, optimizer_step
+from lopt.rl.qnetworks import (
+    Learner,
+    chosen,
+    epsilon,
+    epsilon_greedy,
+    make_discrete_env,
+    optimizer_step,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,11 @@ class PQNConfig:
     """OPEN's learned noise on the Q-network's parameters (off: no noise)"""
 
     def __post_init__(self):
+        for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
         if self.num_updates < 1:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} is less than one rollout "
@@ -171,7 +182,7 @@ class Minibatch(NamedTuple):
 
 def make_pqn(config: PQNConfig, optimizer: Optimizer) -> Learner:
     """Builds PQN for ``config`` with ``optimizer``; see the module docstring."""
-    env, env_params = make_env(config.env)
+    env, env_params = make_discrete_env(config.env)
     obs_shape = env.observation_shape(env_params)
     network = networks.MLP(
         env.num_actions(env_params),
@@ -246,6 +257,7 @@ def make_pqn(config: PQNConfig, optimizer: Optimizer) -> Learner:
                 iteration, config.num_minibatches, config.update_epochs
             ),
             max_grad_norm=config.max_grad_norm,
+            loss=loss,
         )
         return (params, opt_state, iteration + 1, key), {"loss": loss, **metrics}
 

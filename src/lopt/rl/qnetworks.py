@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lopt.envs.registry import REGISTRY, canonical_name, make_env
 from lopt.optim.dormancy import dormancy_tree, dormant_fraction
 from lopt.optim.tree_paths import flatten
 
@@ -56,6 +57,23 @@ def epsilon_greedy(key: jax.Array, q_values: jax.Array, eps: jax.Array) -> jax.A
     return jnp.where(explore, random, greedy).astype(jnp.int32)
 
 
+class UnsupportedEnvironmentError(ValueError):
+    """An environment the value-based loops cannot run."""
+
+
+def make_discrete_env(name: str) -> tuple[Any, Any]:
+    """One environment for a value-based loop, which vmaps it itself: discrete
+    actions, resetting itself, in JAX (not Brax, Craftax's reset pool or Atari)."""
+    entry = REGISTRY[canonical_name(name)]
+    if entry.host_game or entry.pool_size or entry.normalize:
+        raise UnsupportedEnvironmentError(
+            f"{canonical_name(name)} needs PPO's batch wrappers or host loop; the "
+            "value-based loops (dqn, iqn, pqn) run gymnax, the gridworld and "
+            "Deep Sea"
+        )
+    return make_env(name)
+
+
 def chosen(values: jax.Array, actions: jax.Array) -> jax.Array:
     """``values[..., a]`` per row: ``(B, ..., A)`` and ``(B,)`` -> ``(B, ...)``."""
     index = actions.reshape(actions.shape + (1,) * (values.ndim - actions.ndim))
@@ -72,12 +90,14 @@ def optimizer_step(
     training_prop: jax.Array,
     batch_prop: jax.Array,
     max_grad_norm: float | None,
+    loss: jax.Array,
 ) -> tuple[Any, Any, dict]:
     """One update of the Q-network with any optimizer.
 
     Gradients are clipped to global norm ``max_grad_norm`` (over the one
-    network), then passed with OPEN's extra arguments: ``dormancy`` from the
-    Q-network's recorded activations on this batch, before the update.
+    network), then passed with the extra arguments every lopt optimizer may read:
+    ``dormancy`` from the Q-network's recorded activations on this batch, before
+    the update, and the scalar ``loss`` (VeLO's input).
 
     Returns:
       ``(params, opt_state, metrics)`` with ``dormant_fraction`` and
@@ -95,6 +115,7 @@ def optimizer_step(
         training_prop=training_prop,
         batch_prop=batch_prop,
         dormancy=dormancy_tree(params, activations),
+        loss=loss,
     )
     params = optax.apply_updates(params, updates)
     metrics = {

@@ -109,7 +109,7 @@ def run_evaluation(
         use each environment's preset hyperparameters.
       seeds: the same seeds for every pair.
       out: the evaluation's directory.
-      preset: PPO preset variant (``default`` or ``small``).
+      preset: PPO preset variant (``default``, ``small``, ``zero-shot``, ...).
       total_timesteps: environment steps per run (default: the preset's).
       sweep: ``(setting, values)``: each environment is run once per value of a
         PPO setting (agent width ``hidden_size``, training length

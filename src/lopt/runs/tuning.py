@@ -26,6 +26,7 @@ from lopt.analysis.stats import summarise
 from lopt.atomic import atomic_write
 from lopt.configs.presets import preset_for
 from lopt.configs.tuned import TunedSettings, write_tuned
+from lopt.envs.registry import is_host
 from lopt.optim.family import HANDCRAFTED
 from lopt.rl.ppo import PPOConfig, make_ppo
 from lopt.rl.runner import chunk_size, seed_keys
@@ -210,6 +211,11 @@ def plan_tuning(
         raise TuningError(f"max_parallel must be at least 1, got {max_parallel}")
     env_preset = preset_for(env, preset)
     config = env_preset.ppo
+    if is_host(config.env):
+        raise TuningError(
+            f"{config.env} runs on the host (ALE), one run at a time: a grid cannot "
+            "be vmapped over it; compare settings with lopt train instead"
+        )
     if total_timesteps is not None:
         config = dataclasses.replace(config, total_timesteps=total_timesteps)
     return TunePlan(
