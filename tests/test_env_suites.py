@@ -237,7 +237,7 @@ def _batch_steps(name, num_envs=2, steps=3):
     return env, params, state, info
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_brax_ant_batch_normalises_and_logs():
     pytest.importorskip("brax")
     env, params, state, info = _batch_steps("ant")
@@ -248,7 +248,7 @@ def test_brax_ant_batch_normalises_and_logs():
     assert "returned_episode_return" in info
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_craftax_classic_batch_steps_with_a_reset_pool():
     pytest.importorskip("craftax")
     env, params, state, _ = _batch_steps("craftax-classic")

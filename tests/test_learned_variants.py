@@ -453,7 +453,7 @@ def test_variant_builds_inside_vmap_over_a_population(config):
     assert not np.allclose(updates[0], updates[1])
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     "config",
     [make_config("optim4rl"), make_config("no-features"), MIXED],
@@ -493,16 +493,28 @@ def test_variant_meta_trains_and_reloads(tmp_path, config):
 @pytest.mark.parametrize(
     ("args", "variant", "spec"),
     [
-        (["--learned", "optim4rl", "--optim4rl-lr", "0.003"], "optim4rl", "optim4rl"),
-        (["--learned", "no-features"], "no-features", "open"),
-        (
+        pytest.param(
+            ["--learned", "optim4rl", "--optim4rl-lr", "0.003"],
+            "optim4rl",
+            "optim4rl",
+            id="optim4rl",
+        ),
+        pytest.param(
+            ["--learned", "no-features"],
+            "no-features",
+            "open",
+            marks=pytest.mark.heavy,
+            id="no-features",
+        ),
+        pytest.param(
             ["--ablate", ",".join(ABLATIONS), "--separate-actor-critic"],
             "open-no-training_prop-no-layer_prop-no-batch_prop-no-dormancy-no-noise"
             "-separate-actor-critic",
             "open",
+            marks=pytest.mark.heavy,
+            id="all-ablations",
         ),
     ],
-    ids=["optim4rl", "no-features", "all-ablations"],
 )
 def test_meta_train_cli_then_train(tmp_path, capsys, args, variant, spec):
     from lopt.cli import main

@@ -282,7 +282,7 @@ def test_from_spec_loads_a_velo_file(tmp_path):
         from_spec(f"velo:{path}", learning_rate=1e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cli_trains_cartpole_with_published_size_random_weights(tmp_path):
     weights = tmp_path / "velo_random" / "params"
     weights.parent.mkdir()
