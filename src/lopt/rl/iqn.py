@@ -12,8 +12,9 @@ The loop is DQN's (:mod:`lopt.rl.dqn`): replay buffer, target network (it also
 picks the next action of the target, from K quantiles), epsilon-greedy exploration
 with a linear schedule, and the same ``training_prop``, ``batch_prop``,
 ``dormancy`` (from the online network on the batch: state layers, quantile
-embedding, the merged layer and the head), noise and ``layer_prop`` (``Dense_0``
-state embedding, ``Dense_1`` quantile embedding, then the merged layer and head).
+embedding, the merged layer and the head), noise and ``layer_prop`` (the ``num_hidden``
+state-embedding layers ``Dense_0, ...``, then the quantile embedding, the merged
+layer and the head, in creation order).
 """
 
 from __future__ import annotations
