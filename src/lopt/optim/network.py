@@ -37,7 +37,6 @@ Variants for ablations and baselines (all meta-trained, none released), chosen b
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -46,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from lopt.optim import meta_layout
 from lopt.optim.features import (
     ALL_FEATURES,
     BASIC_FEATURES,
@@ -188,27 +188,14 @@ def init_meta_params(key: jax.Array, config: OPENConfig = OPENConfig()) -> MetaP
     }
 
 
-@functools.cache
-def _meta_shapes(config: OPENConfig) -> MetaParams:
-    return jax.eval_shape(
-        functools.partial(init_meta_params, config=config), jax.random.key(0)
-    )
-
-
 def zeros_meta_params(config: OPENConfig = OPENConfig()) -> MetaParams:
     """All-zero meta-parameters: ES's starting point; they give a zero update."""
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), _meta_shapes(config))
+    return meta_layout.zeros(init_meta_params, config)
 
 
 def check_meta_params(meta_params: MetaParams, config: OPENConfig) -> None:
     """Raises ``ValueError`` if the tree does not have ``config``'s layout."""
-    expected = jax.tree.map(lambda s: s.shape, _meta_shapes(config))
-    found = jax.tree.map(jnp.shape, meta_params)
-    if expected != found:
-        raise ValueError(
-            f"meta-parameters do not match {config}: expected leaves with shapes "
-            f"{expected}, got {found}"
-        )
+    meta_layout.check(meta_params, init_meta_params, config)
 
 
 def unravel_meta_params(flat: np.ndarray | jax.Array, config: OPENConfig) -> MetaParams:
@@ -229,7 +216,7 @@ def ravel_meta_params(meta_params: MetaParams) -> jax.Array:
 
 
 def _num_meta_params(config: OPENConfig) -> int:
-    return sum(x.size for x in jax.tree.leaves(_meta_shapes(config)))
+    return meta_layout.size(init_meta_params, config)
 
 
 # FORWARD PASS ---------------------------------------------------------------

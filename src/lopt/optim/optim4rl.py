@@ -34,7 +34,6 @@ meta-gradients; OPEN's comparison (and lopt) trains it with ES.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -43,7 +42,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from lopt.optim import tree_paths
+from lopt.optim import meta_layout, tree_paths
 from lopt.optim.network import MetaParams, gru_cell
 
 
@@ -75,7 +74,7 @@ class Optim4RLConfig:
 
     @property
     def num_meta_params(self) -> int:
-        return sum(x.size for x in jax.tree.leaves(_meta_shapes(self)))
+        return meta_layout.size(init_meta_params, self)
 
 
 class Optim4RLState(NamedTuple):
@@ -104,27 +103,14 @@ def init_meta_params(
     }
 
 
-@functools.cache
-def _meta_shapes(config: Optim4RLConfig) -> MetaParams:
-    return jax.eval_shape(
-        functools.partial(init_meta_params, config=config), jax.random.key(0)
-    )
-
-
 def zeros_meta_params(config: Optim4RLConfig = Optim4RLConfig()) -> MetaParams:
     """All-zero meta-parameters: ES's starting point (sign descent)."""
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), _meta_shapes(config))
+    return meta_layout.zeros(init_meta_params, config)
 
 
 def check_meta_params(meta_params: MetaParams, config: Optim4RLConfig) -> None:
     """Raises ``ValueError`` if the tree does not have ``config``'s layout."""
-    expected = jax.tree.map(lambda s: s.shape, _meta_shapes(config))
-    found = jax.tree.map(jnp.shape, meta_params)
-    if expected != found:
-        raise ValueError(
-            f"meta-parameters do not match {config}: expected leaves with shapes "
-            f"{expected}, got {found}"
-        )
+    meta_layout.check(meta_params, init_meta_params, config)
 
 
 def unravel_meta_params(flat: Any, config: Optim4RLConfig) -> MetaParams:
