@@ -2,7 +2,7 @@
 
 One process. For each environment, its ``small`` preset (``default`` where it has
 none) trains 1 seed for ``--total-timesteps`` frames through ``lopt train``'s
-runner, which reports after each chunk of updates. The first chunk includes
+executor, which reports after each chunk of updates. The first chunk includes
 compilation; the rate is measured from its end to the last chunk's, over the
 whole training loop (acting, stepping, learning). Prints ``steps_per_second_<env>=X``
 lines last. Atari (ALE on the host) is timed the same way through its host loop.
@@ -19,8 +19,8 @@ import time
 import jax
 
 from lopt.configs.presets import UnknownPresetError, preset_for
-from lopt.optim.family import adam
-from lopt.rl.runner import train_seeds
+from lopt.optim.handcrafted import adam
+from lopt.rl.executor import Executor, chunk_size, seed_keys
 
 DEFAULT_ENVS = (
     "cartpole,breakout,deepsea-16,gridworld/rand_all,gridworld/labyrinth,"
@@ -44,15 +44,15 @@ def main() -> None:
     results = {}
     for env in args.envs.split(","):
         preset = _preset(env)
-        config = dataclasses.replace(preset.ppo, total_timesteps=args.total_timesteps)
+        config = dataclasses.replace(
+            preset.config, total_timesteps=args.total_timesteps
+        )
         optimizer = adam(**preset.optimizer_defaults("adam"))
         frames = config.num_updates * config.frames_per_update
         reports = []  # (updates done, time)
         start = time.perf_counter()
-        train_seeds(
-            config,
-            optimizer,
-            [0],
+        Executor(config, optimizer, chunk=chunk_size(config.num_updates))(
+            seed_keys([0]),
             on_progress=lambda n: reports.append((n, time.perf_counter())),
         )
         (n0, t0), (n1, t1) = reports[0], reports[-1]

@@ -36,7 +36,8 @@ def _config(preset: str, total_timesteps: int | None, population: int):
     task = config.tasks[0]
     if total_timesteps:
         task = dataclasses.replace(
-            task, ppo=dataclasses.replace(task.ppo, total_timesteps=total_timesteps)
+            task,
+            config=dataclasses.replace(task.config, total_timesteps=total_timesteps),
         )
     es = dataclasses.replace(config.es, population_size=population, num_rollouts=1)
     return dataclasses.replace(config, tasks=(task,), es=es)
@@ -59,20 +60,18 @@ def generation_seconds(config) -> float:
 
 
 def adam_runs_seconds(config, count: int) -> float:
-    """Wall time of ``count`` single PPO runs with Adam, one after another."""
-    import jax
-
+    """Wall time of ``count`` single runs with Adam, one after another."""
     from lopt.configs.presets import preset_for
-    from lopt.optim.family import adam
-    from lopt.rl.ppo import make_train
+    from lopt.optim.handcrafted import adam
+    from lopt.rl.executor import Executor, seed_keys
 
-    ppo = config.tasks[0].ppo
-    opt = adam(**preset_for(ppo.env).optimizer_defaults("adam"))
-    train = jax.jit(make_train(ppo, opt))
-    jax.block_until_ready(train(jax.random.key(0), opt.params))
+    task = config.tasks[0]
+    opt = adam(**preset_for(task.config.env, algo=task.algo).optimizer_defaults("adam"))
+    executor = Executor(task.config, opt, keep_state=False)
+    executor(seed_keys([0]))  # compiles
     start = time.perf_counter()
     for i in range(count):
-        jax.block_until_ready(train(jax.random.key(i + 1), opt.params))
+        executor(seed_keys([i + 1]))
     return time.perf_counter() - start
 
 
@@ -100,12 +99,13 @@ def main() -> None:
     ratios = {}
     for population in (8, 16):
         config = _config(args.preset, args.total_timesteps, population)
-        ppo = config.tasks[0].ppo
-        frames = population * ppo.num_updates * ppo.frames_per_update
+        inner = config.tasks[0].config
+        frames = population * inner.num_updates * inner.frames_per_update
         gen = generation_seconds(config)
         adam = adam_runs_seconds(config, population)
         print(
-            f"{ppo.env}, {ppo.num_updates * ppo.frames_per_update:,} frames per run, "
+            f"{inner.env}, {inner.num_updates * inner.frames_per_update:,} frames "
+            "per run, "
             f"population {population}: one generation {gen:6.1f} s "
             f"({frames / gen:9,.0f} env steps/s); {population} single Adam runs "
             f"{adam:6.1f} s ({frames / adam:9,.0f} env steps/s)"

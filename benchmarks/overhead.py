@@ -21,9 +21,10 @@ from pathlib import Path
 import jax
 
 from lopt.configs.presets import preset_for
-from lopt.optim.family import adam, open_family
 from lopt.optim.files import load_open
-from lopt.rl.ppo import make_train
+from lopt.optim.handcrafted import adam
+from lopt.optim.learned import learned_family
+from lopt.rl.ppo import make_ppo
 
 RELEASED = Path(__file__).resolve().parents[2] / "shared/pretrained/breakout_OPEN.npy"
 
@@ -36,11 +37,11 @@ def main() -> None:
     args = parser.parse_args()
 
     preset = preset_for("breakout")
-    config = dataclasses.replace(preset.ppo, total_timesteps=args.total_timesteps)
+    config = dataclasses.replace(preset.config, total_timesteps=args.total_timesteps)
     meta, open_config = load_open(args.optimizer_file)
     optimizers = {
         "adam": adam(**preset.optimizer_defaults("adam")),
-        "open": open_family(meta, open_config),
+        "open": learned_family(meta, open_config),
     }
     frames = config.num_updates * config.frames_per_update
     print(
@@ -50,7 +51,7 @@ def main() -> None:
 
     compiled, times = {}, {name: [] for name in optimizers}
     for name, opt in optimizers.items():
-        fn = jax.jit(make_train(config, opt))
+        fn = jax.jit(make_ppo(config, opt).train)
         start = time.perf_counter()
         lowered = fn.lower(jax.random.key(0), opt.params)
         compiled[name] = lowered.compile()

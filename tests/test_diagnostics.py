@@ -9,13 +9,12 @@ import optax
 
 from lopt.optim import tree_paths
 from lopt.optim.diagnostics import sample_indices, with_diagnostics
-from lopt.optim.family import sgd
+from lopt.optim.handcrafted import sgd
 from lopt.optim.network import OPENConfig, zeros_meta_params
 from lopt.optim.noise import normal
 from lopt.optim.open_opt import open_optimizer
-from lopt.rl.runner import train_seeds
 
-from tiny import TINY_PPO
+from tiny import TINY_PPO, run_seeds
 
 PARAMS = {
     "actor": {"params": {"Dense_0": {"kernel": jnp.arange(6.0).reshape(2, 3) - 2.5}}},
@@ -75,7 +74,7 @@ def test_open_noise_magnitude_by_hand():
 
 def test_ppo_records_diagnostics_per_update():
     config = dataclasses.replace(TINY_PPO, diagnostics=True)
-    metrics, _ = train_seeds(config, sgd(learning_rate=0.1), [0, 1])
+    metrics, _ = run_seeds(config, sgd(learning_rate=0.1), [0, 1])
     updates = config.num_updates
     assert metrics["cos_momentum"].shape == (2, updates, 6)
     assert metrics["sample_update"].shape[:2] == (2, updates)
@@ -85,5 +84,5 @@ def test_ppo_records_diagnostics_per_update():
     np.testing.assert_allclose(
         metrics["sample_update"], -0.1 * metrics["sample_gradient"], atol=1e-9
     )
-    plain, _ = train_seeds(TINY_PPO, sgd(learning_rate=0.1), [0, 1])
+    plain, _ = run_seeds(TINY_PPO, sgd(learning_rate=0.1), [0, 1])
     np.testing.assert_array_equal(plain["return"], metrics["return"])

@@ -121,7 +121,7 @@ def test_training_and_batch_prop_follow_the_counter_formulas():
     # Breakout at 5e5 frames: 61 updates, 4 epochs, 8 minibatches.
     def props(it):
         return (
-            float(progress.training_prop(jnp.int32(it), 8, 4, 61)),
+            float(progress.training_prop(jnp.int32(it), 32, 61)),
             float(progress.batch_prop(jnp.int32(it), 8, 4)),
         )
 
@@ -132,7 +132,7 @@ def test_training_and_batch_prop_follow_the_counter_formulas():
     assert props(32) == pytest.approx((1 / 60, 0.0))
     assert props(61 * 32 - 1) == pytest.approx((1.0, 1.0))
     # Degenerate schedules give 0 rather than dividing by zero.
-    assert float(progress.training_prop(jnp.int32(1), 2, 1, 1)) == 0.0
+    assert float(progress.training_prop(jnp.int32(1), 2, 1)) == 0.0
     assert float(progress.batch_prop(jnp.int32(5), 2, 1)) == 0.0
 
 

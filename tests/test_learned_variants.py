@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.configs.serialise import from_dict, to_dict
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.meta.loop import MetaTrainer, read_config
 from lopt.optim import tree_paths
@@ -33,6 +32,7 @@ from lopt.optim.optim4rl import (
     zeros_meta_params as optim4rl_zeros,
 )
 from lopt.optim.spec import OptimizerSpecError, from_spec
+from lopt.serialise import from_dict, to_dict
 
 from tiny import tiny_ppo
 
@@ -402,7 +402,7 @@ def test_a_bad_sidecar_is_a_clear_error(tmp_path):
 
 def _tiny_meta(optimizer) -> MetaTrainConfig:
     return MetaTrainConfig(
-        tasks=(TaskConfig(tiny_ppo(total_timesteps=64), baseline_return=1.0),),
+        tasks=(TaskConfig(config=tiny_ppo(total_timesteps=64), baseline_return=1.0),),
         es=ESConfig(population_size=2, num_generations=1, sigma=0.1, lr=0.05),
         optimizer=optimizer,
     )

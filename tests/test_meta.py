@@ -16,18 +16,18 @@ import pytest
 from lopt.configs.presets import task_for
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
-from lopt.meta.evaluate import PopulationShardingError, population_mesh
 from lopt.meta.fitness import combine_tasks, pairwise, to_minimisation
 from lopt.meta.loop import MetaTrainer, meta_train, read_metrics, rollout_keys
 from lopt.optim.files import load_open
 from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
+from lopt.rl.executor import MemberShardingError, member_mesh
 
 from tiny import tiny_ppo
 
 
 def tiny_config(**es) -> MetaTrainConfig:
     return MetaTrainConfig(
-        tasks=(TaskConfig(tiny_ppo(total_timesteps=64), baseline_return=1.0),),
+        tasks=(TaskConfig(config=tiny_ppo(total_timesteps=64), baseline_return=1.0),),
         es=ESConfig(population_size=4, num_generations=4, sigma=0.1, lr=0.05, **es),
         save_every=1,
         eval_every=2,
@@ -123,8 +123,8 @@ def test_one_generation_is_jitted_and_moves_the_mean():
 
 
 def test_population_must_divide_over_devices():
-    with pytest.raises(PopulationShardingError, match="multiple of 2"):
-        population_mesh(3, devices=[jax.devices()[0]] * 2)
+    with pytest.raises(MemberShardingError, match="multiple of 2"):
+        member_mesh(3, devices=[jax.devices()[0]] * 2)
 
 
 SHARDING_SCRIPT = textwrap.dedent(
@@ -306,7 +306,7 @@ def test_gridworld_meta_training_is_antithetic():
     assert task.antithetic_tasks
     ppo = tiny_ppo(env="gridworld/rand_sparse", total_timesteps=64)
     config = dataclasses.replace(
-        tiny_config(), tasks=(dataclasses.replace(task, ppo=ppo),)
+        tiny_config(), tasks=(dataclasses.replace(task, config=ppo),)
     )
     trainer = MetaTrainer(config)
     start = trainer.init_state()

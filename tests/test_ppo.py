@@ -8,14 +8,20 @@ import numpy as np
 import pytest
 
 from lopt.configs.presets import preset_for
-from lopt.optim.family import adam, open_family
 from lopt.optim.files import load_open
+from lopt.optim.handcrafted import adam
+from lopt.optim.learned import learned_family
 from lopt.optim.network import OPENConfig, unravel_meta_params
+from lopt.rl.executor import Executor, chunk_size, seed_keys
 from lopt.rl.gae import compute_gae
-from lopt.rl.ppo import PPOConfig, make_ppo, make_train
-from lopt.rl.runner import chunk_size, train_seeds
+from lopt.rl.ppo import PPOConfig, make_ppo
 
-from tiny import BREAKOUT, TINY_PPO
+from tiny import BREAKOUT, TINY_PPO, run_seeds
+
+
+def make_train(config, optimizer):
+    return make_ppo(config, optimizer).train
+
 
 TINY = TINY_PPO
 
@@ -46,7 +52,7 @@ def test_gae_matches_python_loop():
 
 
 def test_config_refuses_impossible_sizes():
-    with pytest.raises(ValueError, match="less than one rollout"):
+    with pytest.raises(ValueError, match="less than one update"):
         PPOConfig(total_timesteps=10, num_envs=4, num_steps=8)
     with pytest.raises(ValueError, match="minibatches"):
         PPOConfig(num_envs=3, num_steps=5, num_minibatches=4)
@@ -72,18 +78,18 @@ def test_train_is_deterministic_and_vmaps_over_seeds():
     assert batched["return"].shape == (2, TINY.num_updates)
 
 
-def test_chunked_runner_equals_one_call():
+def test_chunked_executor_equals_one_call():
     config = dataclasses.replace(TINY, total_timesteps=4 * 8 * 6)
     assert chunk_size(6, target_chunks=3) == 2
     opt = adam(1e-3)
-    metrics, _ = train_seeds(config, opt, [3, 4])
-    from lopt.rl.runner import seed_keys
-
+    metrics, _ = Executor(config, opt, chunk=2)(seed_keys([3, 4]))
+    executor_whole, _ = Executor(config, opt)(seed_keys([3, 4]))
     _, whole = jax.jit(jax.vmap(make_train(config, opt), in_axes=(0, None)))(
         seed_keys([3, 4]), opt.params
     )
     for name in whole:
         np.testing.assert_allclose(metrics[name], whole[name], rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(executor_whole[name], whole[name])
 
 
 def test_compiled_train_runs_repeatedly():
@@ -92,7 +98,7 @@ def test_compiled_train_runs_repeatedly():
     meta = unravel_meta_params(
         0.1 * jax.random.normal(jax.random.key(0), (1211,)), OPENConfig()
     )
-    opt = open_family(meta)
+    opt = learned_family(meta, OPENConfig())
     train = jax.jit(jax.vmap(make_train(TINY, opt), in_axes=(0, None)))
     for i in range(6):
         _, metrics = train(jax.random.split(jax.random.key(i), 2), opt.params)
@@ -122,7 +128,7 @@ def test_vmap_over_optimizer_params():
 def test_ppo_with_adam_learns_cartpole():
     preset = preset_for("cartpole")
     opt = adam(**preset.optimizer_defaults("adam"))
-    metrics, _ = train_seeds(preset.ppo, opt, [0, 1])
+    metrics, _ = run_seeds(preset.config, opt, [0, 1])
     final = metrics["return"][:, -1]
     assert final.min() >= 400, final
 
@@ -130,7 +136,7 @@ def test_ppo_with_adam_learns_cartpole():
 @pytest.mark.skipif(not BREAKOUT.exists(), reason="released optimizers not available")
 def test_released_optimizer_runs_inside_ppo():
     meta, config = load_open(BREAKOUT)
-    opt = open_family(meta, config)
+    opt = learned_family(meta, config)
     tiny = dataclasses.replace(TINY, env="breakout", hidden_size=16)
     ppo = make_ppo(tiny, opt)
     state, metrics = jax.jit(ppo.train)(jax.random.key(0), opt.params)

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from lopt.analysis.stats import iqm, mean_and_ci, summarise
+from lopt.analysis.stats import mean_and_ci
+from lopt.summary import iqm, summarise
 
 
 def test_iqm_drops_the_outer_quartiles():

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from lopt.cli import MetaTrain, _meta_config, main
-from lopt.configs.presets import preset_for, task_for
+from lopt.configs.presets import apply_tuned, preset_for, task_for
 from lopt.configs.tuned import (
     TunedFileError,
     TunedSettings,
-    apply_tuned,
     read_tuned,
     write_tuned,
 )
@@ -110,7 +109,7 @@ def test_tuned_file_round_trip_and_presets(tmp_path):
     write_tuned(path, breakout_settings())
     tuned = read_tuned(path)
     assert tuned == breakout_settings()
-    preset = apply_tuned(preset_for("breakout", "small"), tuned)
+    preset = apply_tuned(preset_for("breakout", "small"), tuned, "small")
     assert preset.optimizers["adam"] == tuned.hyperparams
     assert (
         preset.optimizers["lion"] == preset_for("breakout", "small").optimizers["lion"]
@@ -119,14 +118,18 @@ def test_tuned_file_round_trip_and_presets(tmp_path):
     assert task_for("breakout", "small", tuned=tuned).baseline_return == 12.5
     assert task_for("breakout", "small").baseline_return == 1.0
     with pytest.raises(TunedFileError, match="tuned on minatar/breakout"):
-        apply_tuned(preset_for("asterix"), tuned)
+        apply_tuned(preset_for("asterix"), tuned, "default")
+    with pytest.raises(TunedFileError, match="pass --preset small"):
+        apply_tuned(preset_for("breakout"), tuned, "default")
+    with pytest.raises(TunedFileError, match="tuned for ppo, not dqn"):
+        apply_tuned(preset_for("breakout", algo="dqn"), tuned, "default")
     # The fitness normaliser of meta-training, from the command line.
     config = _meta_config(
-        MetaTrain(envs=("breakout", "asterix"), ppo_preset="small", tuned=(path,))
+        MetaTrain(envs=("breakout", "asterix"), preset="small", tuned=(path,))
     )
     assert [t.baseline_return for t in config.tasks] == [12.5, 1.0]
     with pytest.raises(SystemExit):
-        _meta_config(MetaTrain(envs=("asterix",), ppo_preset="small", tuned=(path,)))
+        _meta_config(MetaTrain(envs=("asterix",), preset="small", tuned=(path,)))
 
 
 def test_bad_tuned_files_are_refused(tmp_path):

@@ -11,17 +11,18 @@ import pytest
 from lopt.configs.presets import preset_for, task_for
 from lopt.meta.config import TaskConfig
 from lopt.optim import tree_paths
-from lopt.optim.family import Optimizer, adam, open_family
 from lopt.optim.files import load_open
+from lopt.optim.handcrafted import adam
+from lopt.optim.learned import learned_family
+from lopt.optim.optimizer import Optimizer
 from lopt.rl import replay
-from lopt.rl.algorithms import make_algorithm, noise_mask
 from lopt.rl.dqn import DQNConfig
+from lopt.rl.exploration import epsilon, epsilon_greedy
 from lopt.rl.iqn import IQNConfig, quantile_huber_loss
 from lopt.rl.pqn import PQNConfig, q_lambda_returns
-from lopt.rl.qnetworks import epsilon, epsilon_greedy
-from lopt.rl.runner import train_seeds
+from lopt.rl.registry import make_algorithm
 
-from tiny import BREAKOUT
+from tiny import BREAKOUT, run_seeds
 
 # 4 envs x 2 steps per update, 8 updates; learning from frame 24 (update 2 on),
 # 2 gradient steps per update: 6 learning updates, 12 gradient steps.
@@ -138,10 +139,10 @@ def test_configs_refuse_impossible_settings():
         IQNConfig(kappa=0.0)
     with pytest.raises(ValueError, match="minibatches"):
         PQNConfig(num_envs=3, num_steps=5, num_minibatches=4)
-    with pytest.raises(ValueError, match="exactly one"):
-        TaskConfig(ppo=None)
-    with pytest.raises(ValueError, match="no iqn preset"):
-        preset_for("acrobot", algo="iqn")
+    with pytest.raises(ValueError, match="a dqn task needs a DQNConfig"):
+        TaskConfig(algo="dqn", config=TINY_PQN)
+    with pytest.raises(ValueError, match="iqn has no preset on atari/pong"):
+        preset_for("atari/pong", algo="iqn")
     with pytest.raises(ValueError, match="unknown algorithm"):
         preset_for("cartpole", algo="sac")
 
@@ -233,9 +234,9 @@ def test_layer_props_and_noise_masks_of_q_networks():
         if tree_paths.path_names(p)[-1] == "kernel"
     ]
     np.testing.assert_allclose(props, [0, 0.25, 0.5, 0.75, 1.0])  # 2 + phi + 2
-    off = jax.tree.leaves(noise_mask(TINY_DQN)(params))
+    off = jax.tree.leaves(TINY_DQN.noise_mask()(params))
     on = jax.tree.leaves(
-        noise_mask(dataclasses.replace(TINY_DQN, noise_on=True))(params)
+        dataclasses.replace(TINY_DQN, noise_on=True).noise_mask()(params)
     )
     assert not any(off) and all(on)
     # OPEN's default mask (the actor) finds no actor in a Q-network: no noise
@@ -276,7 +277,7 @@ def test_vmaps_over_seeds_and_learning_rates(algo):
 def test_open_trains_inside_over_seeds_and_a_population(algo):
     meta, open_config = load_open(BREAKOUT)
     config = TINY[algo]
-    family = open_family(meta, open_config, noise_mask=noise_mask(config))
+    family = learned_family(meta, open_config, noise_mask=config.noise_mask())
     train = make_algorithm(config, family).train
     population = jax.tree.map(lambda x: jnp.stack([x, 0.5 * x]), meta)
     state, metrics = jax.jit(
@@ -294,7 +295,7 @@ def test_noise_on_adds_open_noise_to_the_q_network():
     finals = {}
     for noise_on in (False, True):
         config = dataclasses.replace(TINY_PQN, noise_on=noise_on)
-        family = open_family(meta, open_config, noise_mask=noise_mask(config))
+        family = learned_family(meta, open_config, noise_mask=config.noise_mask())
         state, _ = jax.jit(make_algorithm(config, family).train)(
             jax.random.key(0), meta
         )
@@ -302,13 +303,14 @@ def test_noise_on_adds_open_noise_to_the_q_network():
     assert not np.allclose(finals[True], finals[False])
 
 
-def test_meta_task_and_runner_take_value_configs():
+def test_meta_task_and_executor_take_value_configs():
     task = task_for("cartpole", algo="pqn")
-    assert task.algo_name == "pqn" and task.ppo is None
-    shorter = task.with_algo(dataclasses.replace(task.algo, total_timesteps=4096))
-    assert shorter.pqn.num_updates == 2
-    assert TaskConfig.of(TINY_DQN).dqn is TINY_DQN
-    metrics, _ = train_seeds(TINY_PQN, adam(1e-3), [0, 1])
+    assert task.algo == "pqn" and isinstance(task.config, PQNConfig)
+    shorter = dataclasses.replace(
+        task, config=dataclasses.replace(task.config, total_timesteps=4096)
+    )
+    assert shorter.config.num_updates == 2
+    metrics, _ = run_seeds(TINY_PQN, adam(1e-3), [0, 1])
     assert metrics["return"].shape == (2, TINY_PQN.num_updates)
 
 
@@ -316,9 +318,9 @@ def test_cli_names_the_missing_preset(tmp_path, capsys):
     from lopt.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--algo", "dqn", "--env", "acrobot", "--out", str(tmp_path)])
+        main(["train", "--algo", "dqn", "--env", "ant", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "no dqn preset for classic/acrobot" in capsys.readouterr().err
+    assert "dqn has no preset on brax/ant" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["meta-train", "--algo", "pqn", "--generations", "1"])
     assert "--algo pqn needs --envs" in capsys.readouterr().err
@@ -343,7 +345,7 @@ LEARNS = {
             exploration_fraction=0.2,
             batch_size=32,
             hidden_size=64,
-            num_hidden=1,
+            num_hidden_layers=1,
             num_tau_samples=16,
             num_tau_prime_samples=16,
             num_quantile_samples=16,
@@ -362,6 +364,6 @@ LEARNS = {
 def test_learns_cartpole_with_adam(algo):
     config, lr = LEARNS[algo]
     opt = adam(lr, anneal=algo == "pqn")
-    metrics, _ = train_seeds(config, opt, [0, 1])
+    metrics, _ = run_seeds(config, opt, [0, 1])
     final = metrics["return"][:, -1]
     assert final.mean() >= 150, final

@@ -24,3 +24,12 @@ TINY_PPO = PPOConfig(
 
 def tiny_ppo(**changes) -> PPOConfig:
     return dataclasses.replace(TINY_PPO, **changes)
+
+
+def run_seeds(config, optimizer, seeds, opt_params=None):
+    """``(metrics, final_state)`` of ``config`` over ``seeds``, in chunks, as
+    ``lopt train`` runs it."""
+    from lopt.rl.executor import Executor, chunk_size, seed_keys
+
+    executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
+    return executor(seed_keys(seeds), opt_params)

@@ -38,9 +38,10 @@ class Train:
     deepsea-8 (also -16, -24, -32), ant (and brax/halfcheetah, hopper, walker2d,
     humanoid), craftax-classic, atari/breakout (and pong, space_invaders, ...)"""
     preset: str = "default"
-    """PPO settings: default (the paper's for MinAtar), small (MinAtar in seconds
-    on a CPU, the inner task of lopt meta-train's cpu preset; every suite has one),
-    zero-shot and small-zero-shot (Craftax with the gridworld's settings)"""
+    """the algorithm's settings: default (PPO on MinAtar: the paper's), small
+    (MinAtar in seconds on a CPU, the inner task of lopt meta-train's cpu preset;
+    every suite has one), zero-shot and small-zero-shot (Craftax with the
+    gridworld's settings)"""
     optimizer: str | None = None
     """adam, rmsprop, lion, sgd, or a learned optimizer's file: open:PATH (OPEN and
     its ablations), optim4rl:PATH, learned:PATH (any lopt file) or velo:PATH (VeLO's
@@ -48,8 +49,7 @@ class Train:
     tuned: Path | None = None
     """a tuned.json from lopt tune: its hyperparameters for its optimizer"""
     algo: str = "ppo"
-    """inner-loop algorithm: ppo, dqn, iqn or pqn (value-based: presets for
-    cartpole, asterix and breakout)"""
+    """inner-loop algorithm: ppo, dqn, iqn or pqn (value-based: discrete actions)"""
     lr: float | None = None
     """learning rate of a hand-crafted optimizer (default: the preset's tuned one)"""
     seeds: int = 4
@@ -86,31 +86,23 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 def _with_tuned(preset, variant: str, path: Path, spec: str | None):
     """``preset`` (of ``variant``) with a tuned.json's settings, and the optimizer
     to train."""
-    from lopt.configs.tuned import apply_tuned, check_env, read_tuned
-    from lopt.rl.ppo import PPOConfig
+    from lopt.configs.presets import apply_tuned
+    from lopt.configs.tuned import check_tuned, read_tuned
 
     tuned = read_tuned(path)
-    check_env(tuned, preset.config.env, path)
-    if not isinstance(preset.config, PPOConfig):
-        raise ValueError(f"{path} holds settings tuned for PPO (lopt tune), not --algo")
-    if tuned.preset != variant:
-        raise ValueError(
-            f"{path} was tuned on the {tuned.preset} preset; pass --preset "
-            f"{tuned.preset}"
-        )
+    check_tuned(tuned, preset.config, variant, path)
     if spec is not None and spec.strip().lower() != tuned.optimizer:
         raise ValueError(
             f"{path} holds {tuned.optimizer}'s settings; --optimizer is {spec}"
         )
-    return apply_tuned(preset, tuned), tuned.optimizer
+    return apply_tuned(preset, tuned, variant), tuned.optimizer
 
 
 def run_train(args: Train, command: list[str]) -> dict:
     from lopt.analysis.plots import plot_learning_curves
     from lopt.configs.presets import preset_for
     from lopt.optim.spec import from_spec
-    from lopt.rl.algorithms import noise_mask
-    from lopt.rl.runner import train_seeds
+    from lopt.rl.executor import Executor, chunk_size, seed_keys
     from lopt.runs.records import env_steps, write_train_run
     from lopt.runs.rundir import prepare_run_dir
 
@@ -125,7 +117,7 @@ def run_train(args: Train, command: list[str]) -> dict:
         optimizer = from_spec(
             spec,
             preset.optimizers,
-            noise_mask=noise_mask(config),
+            noise_mask=config.noise_mask(),
             learning_rate=args.lr,
         )
         if args.total_timesteps is not None:
@@ -143,8 +135,9 @@ def run_train(args: Train, command: list[str]) -> dict:
     start = time.perf_counter()
     with _progress_bar(config.num_updates, "training", args.progress) as bar:
         try:
-            metrics, _ = train_seeds(
-                config, optimizer, seeds, on_progress=lambda n: bar.update(n - bar.n)
+            executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
+            metrics, _ = executor(
+                seed_keys(seeds), on_progress=lambda n: bar.update(n - bar.n)
             )
         except ValueError as err:  # e.g. an environment's missing data file
             bar.close()
@@ -179,15 +172,18 @@ def run_train(args: Train, command: list[str]) -> dict:
 class MetaTrain:
     """Meta-train a learned optimizer with evolution strategies."""
 
-    preset: tyro.conf.Positional[str] = "cpu"
-    """cpu (default: minutes on a laptop), breakout, asterix, freeway,
-    spaceinvaders, multi-minatar, gridworld (the paper's settings, meant for GPUs)"""
+    name: tyro.conf.Positional[str] = "cpu"
+    """the meta-training preset: cpu (default: minutes on a laptop), breakout,
+    asterix, freeway, spaceinvaders, multi-minatar, gridworld (the paper's
+    settings, meant for GPUs)"""
     envs: tuple[str, ...] | None = None
-    """tasks to meta-train on, each with its --algo preset (replaces the preset's)"""
+    """tasks to meta-train on, each with its --algo --preset settings (replaces
+    the meta-training preset's tasks)"""
     algo: str = "ppo"
-    """inner-loop algorithm of --envs: ppo, dqn, iqn or pqn (its preset per env)"""
-    ppo_preset: str = "default"
-    """PPO preset variant of --envs: default, small, zero-shot or small-zero-shot"""
+    """inner-loop algorithm of --envs: ppo, dqn, iqn or pqn"""
+    preset: str = "default"
+    """the algorithm's preset variant for --envs: default, small, zero-shot or
+    small-zero-shot"""
     tuned: tuple[Path, ...] | None = None
     """tuned.json files from lopt tune: each sets its environment's fitness
     normaliser (baseline return) to its best setting's mean return"""
@@ -232,15 +228,18 @@ class MetaTrain:
 def _meta_config(args: MetaTrain):
     from lopt.configs.presets import META_PRESETS, task_for
 
-    if args.preset not in META_PRESETS:
-        _fail(f"unknown preset {args.preset!r}; choose from {', '.join(META_PRESETS)}")
-    config = META_PRESETS[args.preset]
-    if args.ppo_preset != "default" and not args.envs:
-        _fail("--ppo-preset applies to --envs")
+    if args.name not in META_PRESETS:
+        _fail(
+            f"unknown meta-training preset {args.name!r}; choose from "
+            f"{', '.join(META_PRESETS)}"
+        )
+    config = META_PRESETS[args.name]
+    if args.preset != "default" and not args.envs:
+        _fail("--preset applies to --envs (the named presets fix their tasks)")
     if args.algo != "ppo" and not args.envs:
         _fail(f"--algo {args.algo} needs --envs (the named presets meta-train PPO)")
     if args.envs:
-        tasks = tuple(task_for(env, args.ppo_preset, args.algo) for env in args.envs)
+        tasks = tuple(task_for(env, args.preset, args.algo) for env in args.envs)
         optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
         config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
     if args.tuned:
@@ -251,8 +250,11 @@ def _meta_config(args: MetaTrain):
         config = dataclasses.replace(
             config,
             tasks=tuple(
-                t.with_algo(
-                    dataclasses.replace(t.algo, total_timesteps=args.total_timesteps)
+                dataclasses.replace(
+                    t,
+                    config=dataclasses.replace(
+                        t.config, total_timesteps=args.total_timesteps
+                    ),
                 )
                 for t in config.tasks
             ),
@@ -311,29 +313,29 @@ def _learned_config(args: MetaTrain, config):
 
 def _tuned_tasks(tasks, paths):
     """``tasks`` with each tuned file's mean return as its task's baseline."""
-    from lopt.configs.tuned import read_tuned
+    from lopt.configs.tuned import check_tuned, read_tuned
 
     baselines = {}
+    envs = [t.config.env for t in tasks]
     for path in paths:
         tuned = read_tuned(path)
-        if tuned.env not in {t.algo.env for t in tasks}:
+        if tuned.env not in envs:
             _fail(
                 f"{path} was tuned on {tuned.env}, which is not a task of this "
-                f"run ({', '.join(t.algo.env for t in tasks)})"
+                f"run ({', '.join(envs)})"
             )
-        task = next(t for t in tasks if t.algo.env == tuned.env)
-        if task.algo_name != "ppo" or (
-            tuned.total_timesteps != task.algo.total_timesteps
-        ):
+        task = tasks[envs.index(tuned.env)]
+        check_tuned(tuned, task.config, None, path)
+        if tuned.total_timesteps != task.config.total_timesteps:
             _fail(
-                f"{path} holds PPO's return at {tuned.total_timesteps:,} frames; "
-                f"the task is {task.algo_name} at {task.algo.total_timesteps:,}: "
-                "tune at the task's settings for a fair normaliser"
+                f"{path} holds {tuned.algo}'s return at {tuned.total_timesteps:,} "
+                f"frames; the task runs {task.config.total_timesteps:,}: tune at "
+                "the task's settings for a fair normaliser"
             )
         baselines[tuned.env] = tuned.baseline_return
     return tuple(
         dataclasses.replace(
-            t, baseline_return=baselines.get(t.algo.env, t.baseline_return)
+            t, baseline_return=baselines.get(t.config.env, t.baseline_return)
         )
         for t in tasks
     )
@@ -361,13 +363,13 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
             out = args.resume
         else:
             config = _meta_config(args)
-            out = args.out or _default_out("meta-train", args.preset)
+            out = args.out or _default_out("meta-train", args.name)
             prepare_run_dir(out, args.overwrite)
     except ValueError as err:
         _fail(str(err))
 
     es = config.es
-    envs = ", ".join(f"{t.algo_name} on {t.algo.env}" for t in config.tasks)
+    envs = ", ".join(f"{t.algo} on {t.config.env}" for t in config.tasks)
     cell = getattr(config.optimizer, "cell", None)  # OPEN and its variants
     print(
         f"lopt meta-train: {config.optimizer.variant} ("
@@ -436,6 +438,8 @@ class Eval:
 
     env: str = "cartpole"
     """environment(s), comma-separated, e.g. breakout,asterix"""
+    algo: str = "ppo"
+    """inner-loop algorithm: ppo, dqn, iqn or pqn"""
     optimizers: str = "adam,rmsprop,lion"
     """comma-separated: adam, rmsprop, lion, sgd, open:PATH, optim4rl:PATH,
     learned:PATH, velo:PATH"""
@@ -444,11 +448,11 @@ class Eval:
     seed: int = 0
     """first seed"""
     preset: str = "default"
-    """PPO settings: default, small, zero-shot or small-zero-shot"""
+    """the algorithm's settings: default, small, zero-shot or small-zero-shot"""
     total_timesteps: int | None = None
     """environment steps per run (default: the preset's)"""
     sweep: str | None = None
-    """run each environment once per value of a PPO setting, e.g.
+    """run each environment once per value of one of the algorithm's settings, e.g.
     hidden_size=16,64,256 (agent width) or total_timesteps=5e4,1e5 (length)"""
     reference: str = "adam"
     """optimizer whose mean return normalises scores across environments"""
@@ -484,7 +488,7 @@ def run_eval(args: Eval, command: list[str]) -> dict:
         return lambda n: bar.update(n - bar.n)
 
     try:
-        sweep = parse_sweep(args.sweep) if args.sweep else None
+        sweep = parse_sweep(args.sweep, args.algo) if args.sweep else None
         prepare_run_dir(out, args.overwrite)
         print(
             f"lopt eval: {', '.join(specs)} on {', '.join(envs)}, {len(seeds)} seeds "
@@ -495,6 +499,7 @@ def run_eval(args: Eval, command: list[str]) -> dict:
             specs,
             seeds,
             out,
+            algo=args.algo,
             preset=args.preset,
             total_timesteps=args.total_timesteps,
             sweep=sweep,
@@ -530,6 +535,8 @@ class Tune:
 
     env: str = "cartpole"
     """environment name or alias, as lopt train takes it"""
+    algo: str = "ppo"
+    """inner-loop algorithm: ppo, dqn, iqn or pqn"""
     optimizer: str = "adam"
     """adam, rmsprop or lion"""
     lrs: tuple[float, ...] | None = None
@@ -548,7 +555,7 @@ class Tune:
     seed: int = 0
     """first seed"""
     preset: str = "default"
-    """PPO settings: default, small, zero-shot or small-zero-shot"""
+    """the algorithm's settings: default, small, zero-shot or small-zero-shot"""
     total_timesteps: int | None = None
     """environment steps per run (default: the preset's)"""
     max_parallel: int = 64
@@ -587,6 +594,7 @@ def run_tune(args: Tune, command: list[str]) -> dict:
             args.env,
             grid,
             list(range(args.seed, args.seed + args.seeds)),
+            algo=args.algo,
             preset=args.preset,
             total_timesteps=args.total_timesteps,
             max_parallel=args.max_parallel,
@@ -646,7 +654,8 @@ def run_tune(args: Tune, command: list[str]) -> dict:
     print(
         f"best: lr {best['learning_rate']:g} {setting_label(best, grid.axes)}, mean "
         f"final return {best['mean']:.2f}; {wall:.0f} s; results in {out}\n"
-        f"use it: lopt train --env {args.env} --preset {args.preset} "
+        f"use it: lopt train --algo {args.algo} --env {args.env} --preset "
+        f"{args.preset} "
         f"--tuned {out / 'tuned.json'}"
     )
     return summary

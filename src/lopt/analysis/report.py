@@ -33,10 +33,9 @@ from lopt.analysis.stats import (
     normalise,
     run_aggregate,
 )
-from lopt.atomic import atomic_write
+from lopt.atomic import atomic_write, write_json
 from lopt.optim.features import MOMENTUM_DECAYS
 from lopt.runs.evaluation import Curves, slug
-from lopt.runs.rundir import write_json
 
 COSINE_LABELS = ("gradient", *(f"momentum β={b:g}" for b in MOMENTUM_DECAYS))
 

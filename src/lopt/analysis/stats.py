@@ -1,4 +1,6 @@
-"""Summary statistics of final returns across seeds (rliable for the IQM)."""
+"""Statistics for comparing optimizers: curves with bands, aggregates over runs and
+tasks with stratified bootstrap intervals, scores normalised by a reference
+(rliable). Per-run summaries (IQM, mean, ...) are :mod:`lopt.summary`'s."""
 
 from __future__ import annotations
 
@@ -6,30 +8,7 @@ from typing import Any
 
 import numpy as np
 
-
-def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% of all scores (rliable)."""
-    from rliable import metrics
-
-    return float(metrics.aggregate_iqm(np.asarray(scores, np.float64)))
-
-
-def summarise(final_returns: np.ndarray) -> dict[str, float]:
-    """Mean, IQM, median, standard deviation, min and max over seeds.
-
-    Args:
-      final_returns: shape ``(num_seeds,)``.
-    """
-    x = np.asarray(final_returns, np.float64)
-    return {
-        "mean": float(x.mean()),
-        "iqm": iqm(x),
-        "median": float(np.median(x)),
-        "std": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-        "min": float(x.min()),
-        "max": float(x.max()),
-        "num_seeds": int(x.size),
-    }
+from lopt.summary import iqm
 
 
 def mean_and_ci(curves: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:

@@ -1,15 +1,18 @@
 """Tuned hand-crafted optimizer settings: the preset file ``lopt tune`` writes.
 
-A ``tuned.json`` names an environment, an optimizer (adam, rmsprop or lion), the
-best hyperparameters a grid search found and their mean final return over seeds.
-``lopt train --tuned FILE`` trains with those hyperparameters, and meta-training
-uses the mean return as the task's fitness normaliser (``baseline_return``; the
-paper normalises by tuned Adam's return)::
+A ``tuned.json`` names an algorithm, an environment, a preset variant, an
+optimizer (adam, rmsprop or lion), the best hyperparameters a grid search found
+and their mean final return over seeds. ``lopt train --tuned FILE`` (and ``lopt
+eval``) train with those hyperparameters, and meta-training uses the mean return
+as the task's fitness normaliser (``baseline_return``; the paper normalises by
+tuned Adam's return)::
 
-    {"format": "lopt-tuned/1", "env": "minatar/breakout", "preset": "small",
-     "optimizer": "adam", "hyperparams": {"learning_rate": 0.01, "b1": 0.9,
-     "b2": 0.99, "anneal": true}, "baseline_return": 12.3, "num_seeds": 4,
-     "total_timesteps": 50000}
+    {"format": "lopt-tuned/1", "algo": "ppo", "env": "minatar/breakout",
+     "preset": "small", "optimizer": "adam", "hyperparams": {"learning_rate":
+     0.01, "b1": 0.9, "b2": 0.99, "anneal": true}, "baseline_return": 12.3,
+     "num_seeds": 4, "total_timesteps": 50000}
+
+Files written before the ``algo`` field existed were PPO's.
 """
 
 from __future__ import annotations
@@ -17,14 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lopt.atomic import atomic_write
 from lopt.envs.registry import canonical_name
-
-if TYPE_CHECKING:
-    from lopt.configs.presets import Preset
+from lopt.rl.registry import algorithm_name
 
 FORMAT = "lopt-tuned/1"
 
@@ -54,6 +54,7 @@ class TunedSettings:
     preset: str = "default"
     num_seeds: int = 0
     total_timesteps: int = 0
+    algo: str = "ppo"
 
     def __post_init__(self):
         if self.optimizer not in TUNABLE:
@@ -84,7 +85,7 @@ def read_tuned(path: str | Path) -> TunedSettings:
         data = json.loads(path.read_text())
     except OSError as err:
         raise TunedFileError(f"{path}: cannot read it ({err.strerror})") from err
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise TunedFileError(f"{path}: not JSON ({err})") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise TunedFileError(
@@ -99,21 +100,25 @@ def read_tuned(path: str | Path) -> TunedSettings:
     return dataclasses.replace(settings, env=canonical_name(settings.env))
 
 
-def check_env(settings: TunedSettings, env: str, source: str | Path) -> None:
-    """Raises :class:`TunedFileError` unless ``settings`` were tuned on ``env``."""
-    if canonical_name(env) != settings.env:
+def check_tuned(
+    settings: TunedSettings, config: Any, variant: str | None, source: Any = None
+) -> None:
+    """Raises :class:`TunedFileError` unless ``settings`` were tuned with
+    ``config``'s algorithm on its environment, with the preset ``variant`` (None:
+    any; the caller compares the budgets)."""
+    source = source or "the tuned settings"
+    algo = algorithm_name(config)
+    if canonical_name(config.env) != settings.env:
         raise TunedFileError(
-            f"{source} was tuned on {settings.env}, not {canonical_name(env)}"
+            f"{source} was tuned on {settings.env}, not {canonical_name(config.env)}"
         )
-
-
-def apply_tuned(preset: Preset, settings: TunedSettings) -> Preset:
-    """``preset`` with the tuned optimizer's hyperparameters and baseline return."""
-    check_env(settings, preset.config.env, "the tuned settings")
-    optimizers = {k: dict(v) for k, v in preset.optimizers.items()}
-    optimizers[settings.optimizer] = dict(settings.hyperparams)
-    return dataclasses.replace(
-        preset,
-        optimizers=MappingProxyType(optimizers),
-        baseline_return=settings.baseline_return,
-    )
+    if settings.algo != algo:
+        raise TunedFileError(
+            f"{source} holds settings tuned for {settings.algo}, not {algo}; "
+            f"tune with lopt tune --algo {algo}"
+        )
+    if variant is not None and settings.preset != variant:
+        raise TunedFileError(
+            f"{source} was tuned on the {settings.preset} preset; pass --preset "
+            f"{settings.preset}"
+        )

@@ -4,72 +4,71 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from lopt.envs.registry import is_host
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
-from lopt.rl.algorithms import ALGORITHMS, algorithm_name
-from lopt.rl.dqn import DQNConfig
-from lopt.rl.iqn import IQNConfig
+from lopt.rl.algorithm import AlgorithmConfig
 from lopt.rl.ppo import PPOConfig
-from lopt.rl.pqn import PQNConfig
+from lopt.rl.registry import ALGORITHMS, algorithm_name, check_name, config_type
 
 STRATEGIES = ("open-es", "ga")
-#: TaskConfig's algorithm fields, named as lopt.rl.algorithms names them.
-ALGORITHM_FIELDS = tuple(ALGORITHMS)
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """One inner-loop task: an algorithm (PPO by default) on an environment.
 
-    Exactly one of ``ppo``, ``dqn``, ``iqn`` and ``pqn`` is set; :attr:`algo` is
-    that config. Build one with :meth:`of` from any algorithm's config.
+    Serialised with its algorithm's name as the tag that says which config type
+    ``config`` is (:meth:`from_dict`).
     """
 
-    ppo: PPOConfig | None = None
+    algo: str = "ppo"
+    """the inner-loop algorithm: ppo, dqn, iqn or pqn"""
+    config: AlgorithmConfig = dataclasses.field(default_factory=PPOConfig)
+    """the algorithm's settings (its config type)"""
     baseline_return: float = 1.0
     """Adam's final return on this task; multi-task fitness is divided by it"""
     antithetic_tasks: bool = False
     """OPEN §4.3 (the gridworld): the two members of each antithetic pair share
     their inner runs' seeds (hence levels), different pairs get different ones,
     and fitness is pairwise: the better member of each pair is pushed toward"""
-    dqn: DQNConfig | None = None
-    iqn: IQNConfig | None = None
-    pqn: PQNConfig | None = None
 
     def __post_init__(self):
-        given = [name for name in ALGORITHM_FIELDS if getattr(self, name) is not None]
-        if len(given) != 1:
+        check_name(self.algo)
+        if algorithm_name(self.config) != self.algo:
             raise ValueError(
-                "a task needs exactly one algorithm config (ppo, dqn, iqn or pqn); "
-                f"got {', '.join(given) or 'none'}"
+                f"a {self.algo} task needs a {config_type(self.algo).__name__}, "
+                f"got a {type(self.config).__name__}"
             )
         if not math.isfinite(self.baseline_return) or self.baseline_return <= 0:
             raise ValueError(
-                f"{self.algo.env}: the baseline return divides fitness, so it must "
-                f"be finite and positive; got {self.baseline_return} (a task whose "
-                "returns are negative, e.g. Acrobot, keeps the default 1.0)"
+                f"{self.config.env}: the baseline return divides fitness, so it "
+                f"must be finite and positive; got {self.baseline_return} (a task "
+                "whose returns are negative, e.g. Acrobot, keeps the default 1.0)"
             )
 
     @classmethod
-    def of(cls, config: Any, **settings: Any) -> TaskConfig:
-        """The task running ``config`` (a ``PPOConfig``, ``DQNConfig``, ...)."""
-        return cls(**{algorithm_name(config): config, **settings})
+    def from_dict(cls, data: dict) -> TaskConfig:
+        """The task :func:`lopt.serialise.to_dict` wrote: ``config``'s type is
+        the one ``algo`` names. Also reads the older layout, with the config
+        under its algorithm's name (``{"ppo": {...}, "dqn": null, ...}``)."""
+        from lopt.serialise import from_dict
 
-    @property
-    def algo_name(self) -> str:
-        return next(n for n in ALGORITHM_FIELDS if getattr(self, n) is not None)
+        data = dict(data)
+        for name in ALGORITHMS:
+            legacy = data.pop(name, None)
+            if legacy is not None:
+                data["algo"], data["config"] = name, legacy
+        algo = check_name(data.pop("algo", "ppo"))
+        config = data.pop("config", {})
+        config = {RENAMED.get(k, k): v for k, v in config.items()}
+        return cls(algo=algo, config=from_dict(config_type(algo), config), **data)
 
-    @property
-    def algo(self) -> Any:
-        """The inner loop's config: ``env``, ``num_updates``, ``frames_per_update``."""
-        return getattr(self, self.algo_name)
 
-    def with_algo(self, config: Any) -> TaskConfig:
-        """This task with its algorithm's config replaced (same algorithm)."""
-        return dataclasses.replace(self, **{self.algo_name: config})
+#: Settings renamed since older run directories were written: old -> new.
+RENAMED = {"num_hidden": "num_hidden_layers"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +134,7 @@ class MetaTrainConfig:
     def __post_init__(self):
         if not self.tasks:
             raise ValueError("a meta-training run needs at least one task")
-        envs = [t.algo.env for t in self.tasks]
+        envs = [t.config.env for t in self.tasks]
         if len(set(envs)) != len(envs):
             raise ValueError(f"each environment may appear once; got {envs}")
         if any(t.antithetic_tasks for t in self.tasks) and (
@@ -152,7 +151,7 @@ class MetaTrainConfig:
                 "cannot be meta-trained; use a JAX environment (e.g. MinAtar)"
             )
         if getattr(self.optimizer, "separate_actor_critic", False) and any(
-            t.algo_name != "ppo" for t in self.tasks
+            t.algo != "ppo" for t in self.tasks
         ):
             raise ValueError(
                 "--separate-actor-critic needs an actor and a critic (PPO); a "

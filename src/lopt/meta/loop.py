@@ -17,12 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.analysis.stats import iqm
-from lopt.atomic import atomic_write
-from lopt.configs.serialise import from_dict, to_dict
+from lopt.atomic import atomic_write, write_json
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import MetaTrainConfig
-from lopt.meta.evaluate import make_evaluate, population_mesh
 from lopt.meta.fitness import (
     combine_tasks,
     final_return,
@@ -35,9 +32,9 @@ from lopt.optim.learned import (
     unravel_meta_params,
     zeros_meta_params,
 )
-from lopt.rl.algorithms import make_train, noise_mask
-from lopt.rl.runner import seed_keys
-from lopt.runs.rundir import write_json
+from lopt.rl.executor import Executor, member_mesh, seed_keys
+from lopt.serialise import from_dict, to_dict
+from lopt.summary import iqm
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -100,31 +97,38 @@ class MetaTrainer:
         template = zeros_meta_params(config.optimizer)
         # One family per task: the noise mask depends on the task's algorithm.
         self.families = [
-            learned_family(template, config.optimizer, noise_mask=noise_mask(t.algo))
+            learned_family(template, config.optimizer, noise_mask=t.config.noise_mask())
             for t in config.tasks
         ]
         self.antithetic = config.tasks[0].antithetic_tasks  # then the only task
         self.strategy = strategy.make_strategy(
             config.es, template, shaped_outside=self.antithetic
         )
-        mesh = population_mesh(config.es.population_size, devices)
-        self.trains = [
-            make_train(t.algo, family)
+        mesh = member_mesh(config.es.population_size, devices)
+        self.populations = [
+            Executor(
+                t.config,
+                family,
+                members=True,
+                keys_per_member=self.antithetic,
+                mesh=mesh,
+                select=_last_return,
+                keep_state=False,
+            )
             for t, family in zip(config.tasks, self.families, strict=True)
         ]
-        self.evaluates = [
-            make_evaluate(train, mesh, keys_per_member=self.antithetic)
-            for train in self.trains
-        ]
         self.heldout = [
-            jax.jit(jax.vmap(train, in_axes=(0, None))) for train in self.trains
+            Executor(t.config, family, select=_last_return, keep_state=False)
+            for t, family in zip(config.tasks, self.families, strict=True)
         ]
         self.master_key = jax.random.key(config.seed)
         self.unravel = lambda flat: unravel_meta_params(flat, config.optimizer)
         self.frames_per_generation = (
             config.es.population_size
             * config.es.num_rollouts
-            * sum(t.algo.num_updates * t.algo.frames_per_update for t in config.tasks)
+            * sum(
+                t.config.num_updates * t.config.frames_per_update for t in config.tasks
+            )
         )
 
     def init_state(self) -> Any:
@@ -139,14 +143,15 @@ class MetaTrainer:
         sigma = float(state.std)  # the one this generation's population is drawn with
         population, state = self.strategy.ask(key_ask, state, params)
         raw = []
-        for i, evaluate in enumerate(self.evaluates):
+        for i, executor in enumerate(self.populations):
             keys = rollout_keys(
                 jax.random.fold_in(key_rollouts, i),
                 self.config.es.population_size,
                 self.config.es.num_rollouts,
                 self.antithetic,
             )
-            raw.append(evaluate(population, keys).mean(axis=1))
+            metrics, _ = executor(keys, population)
+            raw.append(jnp.asarray(final_return(metrics)).mean(axis=1))
         if self.antithetic:
             fitness = pairwise(raw[0])
         else:
@@ -171,15 +176,20 @@ class MetaTrainer:
             self.config.eval_seed_base + self.config.num_eval_seeds,
         )
         out = {}
-        for task, run in zip(self.config.tasks, self.heldout, strict=True):
-            _, metrics = run(seed_keys(list(seeds)), meta_params)
+        for task, executor in zip(self.config.tasks, self.heldout, strict=True):
+            metrics, _ = executor(seed_keys(list(seeds)), meta_params)
             returns = np.asarray(final_return(metrics))
-            out[task.algo.env] = {
+            out[task.config.env] = {
                 "mean": float(returns.mean()),
                 "iqm": iqm(returns),
                 "returns": [float(x) for x in returns],
             }
         return out
+
+
+def _last_return(metrics: dict) -> dict:
+    """What meta-training reads of a run: its last return (the fitness)."""
+    return {"return": metrics["return"][..., -1:]}
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -196,7 +206,7 @@ def _stats(values: np.ndarray) -> dict:
 
 
 def _fitness_record(config: MetaTrainConfig, raw: list, fitness) -> dict:
-    record = {t.algo.env: _stats(r) for t, r in zip(config.tasks, raw, strict=True)}
+    record = {t.config.env: _stats(r) for t, r in zip(config.tasks, raw, strict=True)}
     record["combined"] = _stats(np.asarray(fitness))
     return record
 
@@ -310,7 +320,7 @@ def meta_train(
         config.optimizer,
         generation=es.num_generations,
         strategy=es.strategy,
-        envs=[t.algo.env for t in config.tasks],
+        envs=[t.config.env for t in config.tasks],
     )
     last = [r for r in read_metrics(run_dir) if "heldout" in r][-1]
     summary = {

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from lopt.optim import network, optim4rl, tree_paths
-from lopt.optim.family import Optimizer, open_family, optim4rl_family
 from lopt.optim.features import RL_FEATURES
 from lopt.optim.network import MetaParams, OPENConfig
-from lopt.optim.optim4rl import Optim4RLConfig
+from lopt.optim.open_opt import open_optimizer
+from lopt.optim.optim4rl import Optim4RLConfig, optim4rl_optimizer
+from lopt.optim.optimizer import Optimizer
 
 LearnedConfig = OPENConfig | Optim4RLConfig
 
@@ -120,13 +121,39 @@ def learned_family(
     name: str | None = None,
     track_noise: bool = False,
     noise_mask: Any = tree_paths.actor_mask,
+    layer_props: Any = tree_paths.layer_props,
+    actor_mask: Any = tree_paths.actor_mask,
 ) -> Optimizer:
-    """The :class:`~lopt.optim.family.Optimizer` of ``config`` with ``meta_params``
-    as its parameters; ``name`` defaults to ``config.variant``. ``noise_mask``
-    selects the leaves OPEN's learned noise may touch (Optim4RL has no noise)."""
+    """The :class:`~lopt.optim.optimizer.Optimizer` of ``config`` (OPEN, an ablation
+    of it, No-Features or Optim4RL) with ``meta_params`` as its ``opt_params``.
+
+    Args:
+      name: defaults to ``config.variant``.
+      track_noise: OPEN keeps its noise magnitude in its state (diagnostics).
+      noise_mask: the leaves OPEN's learned noise may touch (a tree or a function
+        of the params; default the actor's). Optim4RL has no noise.
+      layer_props, actor_mask: OPEN's layer_prop per leaf and, for separate actor
+        and critic meta-parameters, which leaves are the actor's.
+    """
     name = name or config.variant
+    description = {"name": name, "variant": config.variant, **vars(config)}
     if isinstance(config, Optim4RLConfig):
-        return optim4rl_family(meta_params, config, name=name)
-    return open_family(
-        meta_params, config, name=name, track_noise=track_noise, noise_mask=noise_mask
-    )
+
+        def build(opt_params: Any, num_steps: int):
+            del num_steps  # Optim4RL has no schedule
+            return optim4rl_optimizer(opt_params, config)
+
+    else:
+
+        def build(opt_params: Any, num_steps: int):
+            del num_steps  # OPEN's schedule comes from training_prop, not a count
+            return open_optimizer(
+                opt_params,
+                config,
+                noise_mask=noise_mask,
+                layer_props=layer_props,
+                actor_mask=actor_mask,
+                track_noise=track_noise,
+            )
+
+    return Optimizer(name, build, meta_params, description, learned=True)

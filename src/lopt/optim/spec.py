@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lopt.optim.family import HANDCRAFTED, Optimizer
 from lopt.optim.files import load_learned
+from lopt.optim.handcrafted import HANDCRAFTED
 from lopt.optim.learned import learned_family
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
+from lopt.optim.optimizer import Optimizer
 from lopt.optim.velo import load_velo, velo_family
 
 #: Prefixes of learned-optimizer specs and the configurations each accepts.

@@ -53,7 +53,7 @@ import numpy as np
 import optax
 
 from lopt.atomic import atomic_write
-from lopt.optim.family import Optimizer
+from lopt.optim.optimizer import Optimizer
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 RMS_DECAYS = (0.999,)
@@ -134,10 +134,10 @@ def _mlp_size() -> int:
     return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
 
-def config_of(theta: MetaParams) -> VeLOConfig:
+def config_of(meta_params: MetaParams) -> VeLOConfig:
     """The sizes of a meta-parameter tree."""
-    h = np.shape(theta["lstm_init_state"]["hidden"])[-1]
-    k = np.shape(theta["rnn_params"]["rnn_to_controls"]["b"])[-1]
+    h = np.shape(meta_params["lstm_init_state"]["hidden"])[-1]
+    k = np.shape(meta_params["rnn_params"]["rnn_to_controls"]["b"])[-1]
     return VeLOConfig(int(h), int(k))
 
 
@@ -192,12 +192,13 @@ def velo_random(key: jax.Array, config: VeLOConfig = VeLOConfig()) -> MetaParams
     return jax.tree.unflatten(treedef, leaves)
 
 
-def check_meta_params(theta: Any, config: VeLOConfig | None = None) -> None:
-    """Raises :class:`VeLOFileError` unless ``theta`` has VeLO's tree and shapes."""
-    config = config or config_of(theta)
+def check_meta_params(meta_params: Any, config: VeLOConfig | None = None) -> None:
+    """Raises :class:`VeLOFileError` unless ``meta_params`` has VeLO's tree and
+    shapes."""
+    config = config or config_of(meta_params)
     want = _shapes(config)
     want_flat = dict(_flat_items(want, is_leaf=lambda x: isinstance(x, tuple)))
-    have_flat = dict(_flat_items(theta))
+    have_flat = dict(_flat_items(meta_params))
     missing = sorted(set(want_flat) - set(have_flat))
     extra = sorted(set(have_flat) - set(want_flat))
     if missing or extra:
@@ -209,7 +210,7 @@ def check_meta_params(theta: Any, config: VeLOConfig | None = None) -> None:
         )
     for name, shape in want_flat.items():
         got = tuple(np.shape(have_flat[name]))
-        # Under jax.vmap a population of theta has a leading axis; accept it.
+        # Under jax.vmap a population of meta_params has a leading axis; accept it.
         if got[-len(shape) :] != shape:
             raise VeLOFileError(
                 f"{name} has shape {got}, expected {shape} for LSTM width "
@@ -244,21 +245,24 @@ def _namedtuple_fields(node: dict, path: Path) -> dict:
 def _from_checkpoint_dict(state: Any, path: Path) -> MetaParams:
     if not isinstance(state, dict):
         raise VeLOFileError(f"{path}: holds a {type(state).__name__}, not a tree")
-    theta = state.get("params", state)  # a ParameterCheckpoint, or bare theta
-    if not isinstance(theta, dict) or not {
+    meta_params = state.get(
+        "params", state
+    )  # a ParameterCheckpoint, or bare meta_params
+    if not isinstance(meta_params, dict) or not {
         "lstm_init_state",
         "rnn_params",
         "ff_mod_stack",
-    } <= set(theta):
+    } <= set(meta_params):
+        found = sorted(meta_params) if isinstance(meta_params, dict) else meta_params
         raise VeLOFileError(
             f"{path}: no lstm_init_state, rnn_params and ff_mod_stack at the top "
-            f"(found {sorted(theta) if isinstance(theta, dict) else theta!r}); "
+            f"(found {found!r}); "
             "expected VeLO's (HyperV2's) params"
         )
     out = {
-        "lstm_init_state": _namedtuple_fields(theta["lstm_init_state"], path),
-        "rnn_params": theta["rnn_params"],
-        "ff_mod_stack": theta["ff_mod_stack"],
+        "lstm_init_state": _namedtuple_fields(meta_params["lstm_init_state"], path),
+        "rnn_params": meta_params["rnn_params"],
+        "ff_mod_stack": meta_params["ff_mod_stack"],
     }
     return jax.tree.map(lambda x: np.asarray(x, np.float32), out)
 
@@ -281,7 +285,7 @@ def _read_npz(path: Path) -> MetaParams:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise VeLOFileError(f"{path}: not a readable .npz ({err})") from err
-    theta: dict = {}
+    meta_params: dict = {}
     with archive:
         for key in archive.files:
             group, _, rest = key.partition("/")
@@ -291,11 +295,11 @@ def _read_npz(path: Path) -> MetaParams:
                     f"{path}: key {key!r} is not 'group/module/leaf' (e.g. "
                     "'rnn_params/rnn/linear/w', 'lstm_init_state/hidden')"
                 )
-            node = theta.setdefault(group, {})
+            node = meta_params.setdefault(group, {})
             if module:
                 node = node.setdefault(module, {})
             node[leaf] = archive[key]
-    return _from_checkpoint_dict(theta, path)
+    return _from_checkpoint_dict(meta_params, path)
 
 
 def _check_gin(path: Path, config: VeLOConfig) -> None:
@@ -342,25 +346,25 @@ def load_velo(path: str | Path) -> MetaParams:
             "from https://storage.googleapis.com/gresearch/learned_optimization/"
             "pretrained_lopts/aug12_continue_on_bigger_2xbs_200kstep_bigproblem_v2_5620/"
         )
-    theta = _read_npz(path) if path.suffix == ".npz" else _read_msgpack(path)
-    config = config_of(theta)
-    check_meta_params(theta, config)
+    meta_params = _read_npz(path) if path.suffix == ".npz" else _read_msgpack(path)
+    config = config_of(meta_params)
+    check_meta_params(meta_params, config)
     _check_gin(path, config)
-    return theta
+    return meta_params
 
 
-def save_velo(path: str | Path, theta: MetaParams) -> Path:
+def save_velo(path: str | Path, meta_params: MetaParams) -> Path:
     """Writes meta-parameters as ``.npz`` (suffix ``.npz``) or, for any other
     name, in the released checkpoint's msgpack format."""
     path = Path(path)
-    check_meta_params(theta)
-    arrays = {k: np.asarray(v, np.float32) for k, v in _flat_items(theta)}
+    check_meta_params(meta_params)
+    arrays = {k: np.asarray(v, np.float32) for k, v in _flat_items(meta_params)}
     if path.suffix == ".npz":
         atomic_write(path, lambda f: np.savez(f, **arrays))
         return path
     from flax import serialization
 
-    tree = jax.tree.map(lambda x: np.asarray(x, np.float32), theta)
+    tree = jax.tree.map(lambda x: np.asarray(x, np.float32), meta_params)
     data = serialization.msgpack_serialize({"params": tree, "gen_id": "", "step": 0})
     atomic_write(path, lambda f: f.write(data))
     return path
@@ -546,12 +550,12 @@ def _loss_step(state: VeLOState, loss: jax.Array, decays: np.ndarray):
 
 
 def velo_optimizer(
-    theta: MetaParams, num_steps: int
+    meta_params: MetaParams, num_steps: int
 ) -> optax.GradientTransformationExtraArgs:
     """VeLO for a run of ``num_steps`` updates, as an optax transformation.
 
     Args:
-      theta: meta-parameters (:func:`load_velo`, :func:`velo_random`); may be a
+      meta_params: meta-parameters (:func:`load_velo`, :func:`velo_random`); may be a
         tracer, so a population can be vmapped.
       num_steps: the step budget (VeLO's only setting): the fraction of training
         done, an LSTM input, is ``updates so far / num_steps``.
@@ -564,7 +568,7 @@ def velo_optimizer(
     if num_steps < 1:
         raise ValueError(f"VeLO needs a positive step budget, got {num_steps}")
     decays = loss_decays(num_steps)
-    hidden_size = np.shape(theta["lstm_init_state"]["hidden"])[-1]
+    hidden_size = np.shape(meta_params["lstm_init_state"]["hidden"])[-1]
 
     def init_fn(params: Any) -> VeLOState:
         leaves, treedef = jax.tree.flatten(params)
@@ -586,8 +590,10 @@ def velo_optimizer(
             row=jax.tree.unflatten(treedef, [a[0] for a in accumulators]),
             col=jax.tree.unflatten(treedef, [a[1] for a in accumulators]),
             diag=jax.tree.unflatten(treedef, [a[2] for a in accumulators]),
-            lstm_hidden=tile(theta["lstm_init_state"]["hidden"]).astype(jnp.float32),
-            lstm_cell=tile(theta["lstm_init_state"]["cell"]).astype(jnp.float32),
+            lstm_hidden=tile(meta_params["lstm_init_state"]["hidden"]).astype(
+                jnp.float32
+            ),
+            lstm_cell=tile(meta_params["lstm_init_state"]["cell"]).astype(jnp.float32),
             loss_means=jnp.zeros((NUM_LOSS_DECAYS,), jnp.float32),
             loss_min=jnp.full((NUM_LOSS_DECAYS,), 1e12, jnp.float32),
         )
@@ -633,14 +639,14 @@ def velo_optimizer(
             ]
         )
         controls, lr_mult, hidden, cell = _rnn(
-            theta["rnn_params"], lstm_in, state.lstm_hidden, state.lstm_cell
+            meta_params["rnn_params"], lstm_in, state.lstm_hidden, state.lstm_cell
         )
 
         # PER-PARAMETER MLP
         # Each tensor's MLP: 100 * the control-weighted mean of the bank's MLPs.
         mixed = jax.tree.map(
             lambda w: jnp.tensordot(controls, w, axes=1) * (100.0 / controls.shape[-1]),
-            theta["ff_mod_stack"]["~"],
+            meta_params["ff_mod_stack"]["~"],
         )
         new = {k: [] for k in ("momentum", "rms", "row", "col", "diag", "step")}
         for i, (p, g, m, r, row, col, diag) in enumerate(
@@ -710,14 +716,14 @@ def velo_optimizer(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def velo_family(theta: MetaParams, *, name: str = "velo") -> Optimizer:
-    """VeLO with ``theta`` as its (vmappable) parameters; ``build(theta,
+def velo_family(meta_params: MetaParams, *, name: str = "velo") -> Optimizer:
+    """VeLO with ``meta_params`` as its (vmappable) parameters; ``build(meta_params,
     num_steps)`` takes the run's optimizer steps as VeLO's step budget."""
-    config = config_of(theta)
+    config = config_of(meta_params)
     return Optimizer(
         name=name,
         build=velo_optimizer,
-        params=jax.tree.map(jnp.asarray, theta),
+        params=jax.tree.map(jnp.asarray, meta_params),
         description={"name": name, **dataclasses.asdict(config)},
         learned=True,
     )

@@ -8,18 +8,20 @@ layer to one output per action. The loss is the quantile Huber loss (kappa = 1 b
 default) between N online quantiles and N' target quantiles; actions maximise
 the mean of K sampled quantiles.
 
-The loop is DQN's (:mod:`lopt.rl.dqn`): replay buffer, target network (it also
+``make_iqn(config, optimizer)`` is an :class:`~lopt.rl.algorithm.Algorithm`. The
+loop is DQN's (:mod:`lopt.rl.dqn`): replay buffer, target network (it also
 picks the next action of the target, from K quantiles), epsilon-greedy exploration
 with a linear schedule, and the same ``training_prop``, ``batch_prop``,
 ``dormancy`` (from the online network on the batch: state layers, quantile
-embedding, the merged layer and the head), noise and ``layer_prop`` (the ``num_hidden``
-state-embedding layers ``Dense_0, ...``, then the quantile embedding, the merged
-layer and the head, in creation order).
+embedding, the merged layer and the head), noise and ``layer_prop`` (the
+``num_hidden_layers`` state-embedding layers ``Dense_0, ...``, then the quantile
+embedding, the merged layer and the head, in creation order).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt.optim.dormancy import mean_abs_activation
-from lopt.optim.family import Optimizer
-from lopt.rl.dqn import QFunctions, ReplayQConfig, Transition, make_replay_learner
-from lopt.rl.qnetworks import Learner, chosen, make_discrete_env
+from lopt.optim.optimizer import Optimizer
+from lopt.rl.algorithm import Algorithm, Transition
+from lopt.rl.dqn import QFunctions, ReplayQConfig, discrete_env, make_replay_learner
+from lopt.rl.networks import chosen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,14 +52,12 @@ class IQNConfig(ReplayQConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in (
+        self.require_counts(
             "num_tau_samples",
             "num_tau_prime_samples",
             "num_quantile_samples",
             "quantile_embedding_dim",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        )
         if self.kappa <= 0:
             raise ValueError(f"kappa must be positive, got {self.kappa}")
 
@@ -66,7 +67,7 @@ class ImplicitQuantileNetwork(nn.Module):
 
     num_actions: int
     hidden_size: int = 64
-    num_hidden: int = 1
+    num_hidden_layers: int = 1
     """dense layers of the state embedding"""
     embedding_dim: int = 64
 
@@ -81,7 +82,7 @@ class ImplicitQuantileNetwork(nn.Module):
 
         recorded = {}
         state = obs
-        for _ in range(self.num_hidden):
+        for _ in range(self.num_hidden_layers):
             layer = dense(self.hidden_size)
             state = nn.relu(layer(state))
             recorded[layer.name] = mean_abs_activation(state)
@@ -125,13 +126,15 @@ def quantile_huber_loss(
     return jnp.sum(jnp.mean(weight * huber(delta, kappa) / kappa, axis=1))
 
 
-def make_iqn(config: IQNConfig, optimizer: Optimizer) -> Learner:
-    """Builds IQN for ``config`` with ``optimizer``; see the module docstring."""
-    env, env_params = make_discrete_env(config.env)
+def make_iqn(
+    config: IQNConfig, optimizer: Optimizer, env: tuple[Any, Any] | None = None
+) -> Algorithm:
+    """IQN for ``config`` with ``optimizer``; see the module docstring."""
+    env, env_params = env or discrete_env(config)
     network = ImplicitQuantileNetwork(
         env.num_actions(env_params),
         config.hidden_size,
-        config.num_hidden,
+        config.num_hidden_layers,
         config.quantile_embedding_dim,
     )
 
@@ -168,9 +171,3 @@ def make_iqn(config: IQNConfig, optimizer: Optimizer) -> Learner:
 
     q = QFunctions(init=init, act_values=mean_values, loss=loss)
     return make_replay_learner(config, optimizer, q, (env, env_params))
-
-
-def make_train(config: IQNConfig, optimizer: Optimizer):
-    """``train(key, optimizer_params) -> (final_state, metrics)``; see
-    :func:`make_iqn`."""
-    return make_iqn(config, optimizer).train

@@ -57,7 +57,7 @@ def _layers(
     out_size: int,
     hidden_size: int,
     activation: str,
-    num_hidden: int,
+    num_hidden_layers: int,
     out_gain: float,
     layer_norm: bool = False,
 ) -> tuple[jax.Array, dict]:
@@ -70,7 +70,7 @@ def _layers(
     act = ACTIVATIONS[activation]
     recorded = {}
     h = x
-    for i in range(num_hidden):
+    for i in range(num_hidden_layers):
         if layer_norm:
             layer = NormedDense(hidden_size, name=f"Dense_{i}")
         else:
@@ -87,7 +87,7 @@ def _layers(
         bias_init=nn.initializers.zeros,
         # Named explicitly beside explicitly named hidden layers (flax numbers
         # automatic names per class, which would clash with them).
-        name=f"Dense_{num_hidden}" if layer_norm else None,
+        name=f"Dense_{num_hidden_layers}" if layer_norm else None,
     )
     out = head(h)
     recorded[head.name] = mean_abs_activation(out)
@@ -95,13 +95,13 @@ def _layers(
 
 
 class MLP(nn.Module):
-    """``num_hidden`` x (Dense(H) -> act), then Dense(out); orthogonal init (gain
+    """``num_hidden_layers`` x (Dense(H) -> act), then Dense(out); orthogonal init (gain
     sqrt 2 for hidden layers, ``out_gain`` for the last), zero biases."""
 
     out_size: int
     hidden_size: int = 64
     activation: str = "relu"
-    num_hidden: int = 2
+    num_hidden_layers: int = 2
     out_gain: float = 1.0
     layer_norm: bool = False
     """hidden layers as :class:`NormedDense` (PQN's Q-network)"""
@@ -113,7 +113,7 @@ class MLP(nn.Module):
             self.out_size,
             self.hidden_size,
             self.activation,
-            self.num_hidden,
+            self.num_hidden_layers,
             self.out_gain,
             self.layer_norm,
         )
@@ -131,7 +131,7 @@ class GaussianActor(nn.Module):
     action_size: int
     hidden_size: int = 64
     activation: str = "tanh"
-    num_hidden: int = 2
+    num_hidden_layers: int = 2
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], dict]:
@@ -140,7 +140,7 @@ class GaussianActor(nn.Module):
             self.action_size,
             self.hidden_size,
             self.activation,
-            self.num_hidden,
+            self.num_hidden_layers,
             out_gain=0.01,
         )
         log_std = self.param(
@@ -174,13 +174,19 @@ class NatureCNN(nn.Module):
         return out, {"params": {**recorded, **dense}}
 
 
+def chosen(values: jax.Array, actions: jax.Array) -> jax.Array:
+    """``values[..., a]`` per row: ``(B, ..., A)`` and ``(B,)`` -> ``(B, ...)``."""
+    index = actions.reshape(actions.shape + (1,) * (values.ndim - actions.ndim))
+    return jnp.take_along_axis(values, index, axis=-1)[..., 0]
+
+
 def discrete_actor(
-    num_actions: int, hidden_size: int, activation: str, num_hidden: int = 2
+    num_actions: int, hidden_size: int, activation: str, num_hidden_layers: int = 2
 ) -> MLP:
     """Actor producing categorical logits; output gain 0.01."""
-    return MLP(num_actions, hidden_size, activation, num_hidden, out_gain=0.01)
+    return MLP(num_actions, hidden_size, activation, num_hidden_layers, out_gain=0.01)
 
 
-def critic(hidden_size: int, activation: str, num_hidden: int = 2) -> MLP:
+def critic(hidden_size: int, activation: str, num_hidden_layers: int = 2) -> MLP:
     """Critic producing one value per observation (squeezed by the caller)."""
-    return MLP(1, hidden_size, activation, num_hidden, out_gain=1.0)
+    return MLP(1, hidden_size, activation, num_hidden_layers, out_gain=1.0)

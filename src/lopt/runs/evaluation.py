@@ -1,7 +1,8 @@
 """Every optimizer on every environment over the same seeds, with diagnostics.
 
-:func:`run_evaluation` trains PPO for each (environment, optimizer) pair over
-``seeds`` (vmapped), with :mod:`lopt.optim.diagnostics` switched on, and writes one
+:func:`run_evaluation` trains an algorithm (PPO by default) for each
+(environment, optimizer) pair over ``seeds`` (vmapped, through the executor), with
+:mod:`lopt.optim.diagnostics` switched on, and writes one
 ``curves/<env>/<optimizer>.npz`` per pair: ``env_steps`` ``(T,)``, ``seeds`` and
 every per-update metric ``(num_seeds, T, ...)``. The statistics and figures are
 made from these files (:mod:`lopt.analysis`), never during training.
@@ -17,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from lopt.atomic import atomic_write
+from lopt.atomic import atomic_write, write_json
 from lopt.configs.presets import preset_for
 from lopt.envs.registry import canonical_name
 from lopt.optim.spec import from_spec
-from lopt.rl.ppo import PPOConfig
-from lopt.rl.runner import train_seeds
+from lopt.rl.algorithm import AlgorithmConfig
+from lopt.rl.executor import Executor, chunk_size, seed_keys
+from lopt.rl.registry import config_type
 from lopt.runs.records import env_steps, versions
-from lopt.runs.rundir import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Curves:
         return self.metrics["return"][:, -1]
 
 
-def replace_checked(config: PPOConfig, field: str, value: Any) -> PPOConfig:
+def replace_checked(config: AlgorithmConfig, field: str, value: Any) -> AlgorithmConfig:
     """``config`` with one setting changed, its checks rerun (a ValueError names it)."""
     try:
         return dataclasses.replace(config, **{field: value})
@@ -59,11 +60,11 @@ def curves_path(out: Path, env: str, optimizer: str) -> Path:
     return Path(out) / "curves" / slug(env) / f"{slug(optimizer)}.npz"
 
 
-def parse_sweep(text: str) -> tuple[str, tuple]:
-    """``"hidden_size=16,64,256"`` -> ``("hidden_size", (16, 64, 256))``: a PPO
-    setting and its values (typed like the setting's default)."""
+def parse_sweep(text: str, algo: str = "ppo") -> tuple[str, tuple]:
+    """``"hidden_size=16,64,256"`` -> ``("hidden_size", (16, 64, 256))``: a
+    setting of ``algo``'s config and its values (typed like its default)."""
     field, sep, values = text.partition("=")
-    fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
+    fields = {f.name: f for f in dataclasses.fields(config_type(algo))}
     field = field.strip().replace("-", "_")
     if not sep or field not in fields or field in ("env", "diagnostics"):
         settable = sorted(set(fields) - {"env", "diagnostics"})
@@ -71,7 +72,8 @@ def parse_sweep(text: str) -> tuple[str, tuple]:
             f"bad sweep {text!r}: write SETTING=V1,V2,... with SETTING one of "
             f"{', '.join(settable)}"
         )
-    kind = type(fields[field].default)
+    default = fields[field].default
+    kind = float if default is None else type(default)
     try:
         # Integers may be written 5e4; a fraction given for one is refused.
         parsed = tuple(_typed(kind, v) for v in values.split(","))
@@ -95,6 +97,7 @@ def run_evaluation(
     seeds: Sequence[int],
     out: Path,
     *,
+    algo: str = "ppo",
     preset: str = "default",
     total_timesteps: int | None = None,
     sweep: tuple[str, Sequence[Any]] | None = None,
@@ -109,10 +112,11 @@ def run_evaluation(
         use each environment's preset hyperparameters.
       seeds: the same seeds for every pair.
       out: the evaluation's directory.
-      preset: PPO preset variant (``default``, ``small``, ``zero-shot``, ...).
+      algo: the inner-loop algorithm (``ppo``, ``dqn``, ``iqn``, ``pqn``).
+      preset: preset variant (``default``, ``small``, ``zero-shot``, ...).
       total_timesteps: environment steps per run (default: the preset's).
       sweep: ``(setting, values)``: each environment is run once per value of a
-        PPO setting (agent width ``hidden_size``, training length
+        setting of the algorithm (agent width ``hidden_size``, training length
         ``total_timesteps``, ...) and each becomes a task named
         ``env[setting=value]``.
       on_pair: called with (env, optimizer name, num_updates) before each pair;
@@ -125,8 +129,8 @@ def run_evaluation(
     """
     pairs = []
     for env in envs:
-        env_preset = preset_for(env, preset)
-        config = dataclasses.replace(env_preset.ppo, diagnostics=True)
+        env_preset = preset_for(env, preset, algo)
+        config = dataclasses.replace(env_preset.config, diagnostics=True)
         if total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=total_timesteps)
         name = canonical_name(env)
@@ -138,7 +142,12 @@ def run_evaluation(
                 for v in values
             ]
         optimizers = [
-            from_spec(spec, env_preset.optimizers, track_noise=True)
+            from_spec(
+                spec,
+                env_preset.optimizers,
+                track_noise=True,
+                noise_mask=config.noise_mask(),
+            )
             for spec in optimizer_specs
         ]
         for task, task_config in variants:
@@ -154,7 +163,7 @@ def run_evaluation(
             "runs": [
                 {
                     "env": env,
-                    "ppo": dataclasses.asdict(config),
+                    algo: dataclasses.asdict(config),
                     "optimizer": optimizer.description,
                 }
                 for env, config, optimizer in pairs
@@ -166,7 +175,8 @@ def run_evaluation(
     results = []
     for env, config, optimizer in pairs:
         progress = on_pair(env, optimizer.name, config.num_updates) if on_pair else None
-        metrics, _ = train_seeds(config, optimizer, seeds, on_progress=progress)
+        executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
+        metrics, _ = executor(seed_keys(seeds), on_progress=progress)
         curves = Curves(env, optimizer.name, env_steps(config), metrics)
         atomic_write(
             curves_path(out, env, optimizer.name),

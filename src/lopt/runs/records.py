@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from lopt import __version__
-from lopt.analysis.stats import summarise
-from lopt.atomic import atomic_write
-from lopt.optim.family import Optimizer
-from lopt.rl.algorithms import algorithm_name
-from lopt.runs.rundir import write_json
+from lopt.atomic import atomic_write, write_json
+from lopt.optim.optimizer import Optimizer
+from lopt.rl.registry import algorithm_name
+from lopt.summary import summarise
 
 
 def versions() -> dict[str, str]:

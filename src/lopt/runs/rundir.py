@@ -1,12 +1,8 @@
-"""Run directories: refuse to clobber results, write JSON atomically."""
+"""Run directories: refuse to clobber results."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
-
-from lopt.atomic import atomic_write
 
 
 class RunDirectoryError(ValueError):
@@ -29,17 +25,3 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Writes ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=_default)
-    atomic_write(Path(path), lambda f: f.write((text + "\n").encode()))
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")

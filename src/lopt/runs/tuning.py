@@ -18,20 +18,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.analysis.stats import summarise
-from lopt.atomic import atomic_write
+from lopt.atomic import atomic_write, write_json
 from lopt.configs.presets import preset_for
 from lopt.configs.tuned import TunedSettings, write_tuned
 from lopt.envs.registry import is_host
-from lopt.optim.family import HANDCRAFTED
-from lopt.rl.ppo import PPOConfig, make_ppo
-from lopt.rl.runner import chunk_size, seed_keys
+from lopt.optim.handcrafted import HANDCRAFTED
+from lopt.rl.algorithm import AlgorithmConfig
+from lopt.rl.executor import Executor, chunk_size, seed_keys
 from lopt.runs.records import env_steps, versions
-from lopt.runs.rundir import write_json
+from lopt.summary import summarise
 
 #: Hyperparameters searched per optimizer, besides ``anneal``, in grid order.
 GRID_AXES = {
@@ -168,8 +166,9 @@ class TunePlan:
     """A checked tuning job: what :func:`run_tuning` will train."""
 
     env: str
+    algo: str
     preset: str
-    config: PPOConfig
+    config: AlgorithmConfig
     grid: Grid
     settings: tuple[dict[str, Any], ...]
     seeds: tuple[int, ...]
@@ -195,6 +194,7 @@ def plan_tuning(
     grid: Grid,
     seeds: Sequence[int],
     *,
+    algo: str = "ppo",
     preset: str = "default",
     total_timesteps: int | None = None,
     max_parallel: int = 64,
@@ -209,8 +209,7 @@ def plan_tuning(
         raise TuningError("tuning needs at least one seed")
     if max_parallel < 1:
         raise TuningError(f"max_parallel must be at least 1, got {max_parallel}")
-    env_preset = preset_for(env, preset)
-    config = env_preset.ppo
+    config = preset_for(env, preset, algo).config
     if is_host(config.env):
         raise TuningError(
             f"{config.env} runs on the host (ALE), one run at a time: a grid cannot "
@@ -220,6 +219,7 @@ def plan_tuning(
         config = dataclasses.replace(config, total_timesteps=total_timesteps)
     return TunePlan(
         env=config.env,
+        algo=algo,
         preset=preset,
         config=config,
         grid=grid,
@@ -230,42 +230,42 @@ def plan_tuning(
 
 
 def _train_group(
-    config: PPOConfig,
+    config: AlgorithmConfig,
     optimizer_name: str,
     anneal: bool,
     params: dict[str, np.ndarray],
     seeds: Sequence[int],
     on_progress: Callable[[int], None] | None,
-    compiled: dict,
+    executors: dict,
 ) -> np.ndarray:
     """Returns per update of every (setting, seed): shape (settings, seeds, T)."""
-    if anneal not in compiled:
+    if anneal not in executors:
         optimizer = HANDCRAFTED[optimizer_name](anneal=anneal)
-        ppo = make_ppo(config, optimizer)
-        chunk = chunk_size(config.num_updates)
-        over_seeds = (0, None)  # the same setting for every seed
-        init = jax.jit(jax.vmap(jax.vmap(ppo.init, over_seeds), (None, 0)))
-        run = jax.jit(
-            jax.vmap(jax.vmap(lambda s, p: ppo.run(s, p, chunk), over_seeds), (0, 0)),
-            donate_argnums=0,
+        executors[anneal] = Executor(
+            config,
+            optimizer,
+            members=True,
+            chunk=chunk_size(config.num_updates),
+            select=lambda metrics: {"return": metrics["return"]},
+            keep_state=False,
         )
-        compiled[anneal] = (optimizer.params, init, run, chunk)
-    defaults, init, run, chunk = compiled[anneal]
+    executor = executors[anneal]
     size = len(next(iter(params.values())))
     batch = {
         k: jnp.asarray(params[k], jnp.float32)
         if k in params
         else jnp.full((size,), v, jnp.float32)
-        for k, v in defaults.items()
+        for k, v in executor.optimizer.params.items()
     }
-    state = init(seed_keys(seeds), batch)
-    pieces = []
-    for _ in range(config.num_updates // chunk):
-        state, metrics = run(state, batch)
-        pieces.append(np.asarray(jax.device_get(metrics["return"])))
+    done = [0]
+
+    def progress(updates: int) -> None:
         if on_progress is not None:
-            on_progress(chunk)
-    return np.concatenate(pieces, axis=-1)
+            on_progress(updates - done[0])
+        done[0] = updates
+
+    metrics, _ = executor(seed_keys(seeds), batch, on_progress=progress)
+    return np.asarray(metrics["return"])
 
 
 def run_tuning(
@@ -285,7 +285,7 @@ def run_tuning(
       The return after each update, shape ``(num_settings, num_seeds,
       num_updates)``, settings in :func:`grid_settings` order.
     """
-    compiled: dict = {}
+    executors: dict = {}
     out = []
     axes = plan.grid.axes
     group = plan.settings_per_call
@@ -302,7 +302,7 @@ def run_tuning(
                 params,
                 plan.seeds,
                 on_progress,
-                compiled,
+                executors,
             )
             out.append(returns[: len(part)])
     return np.concatenate(out, axis=0)
@@ -370,17 +370,19 @@ def write_tuning(
         preset=plan.preset,
         num_seeds=len(plan.seeds),
         total_timesteps=plan.config.num_updates * plan.config.frames_per_update,
+        algo=plan.algo,
     )
     write_tuned(out / "tuned.json", tuned)
     summary = {
         "command": list(command),
         "env": plan.env,
+        "algo": plan.algo,
         "preset": plan.preset,
         "optimizer": plan.grid.optimizer,
         "grid": {**plan.grid.values, "anneal": list(plan.grid.anneal)},
         "seeds": list(plan.seeds),
         "total_timesteps": tuned.total_timesteps,
-        "ppo": dataclasses.asdict(plan.config),
+        plan.algo: dataclasses.asdict(plan.config),
         "best": per_setting[best],
         "settings": per_setting,
         "wall_time_s": wall_time,
