@@ -246,7 +246,6 @@ def _train_group(
             optimizer,
             members=True,
             chunk=chunk_size(config.num_updates),
-            select=lambda metrics: {"return": metrics["return"]},
             keep_state=False,
         )
     executor = executors[anneal]
