@@ -118,7 +118,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
         (["--optimizer", "adamw"], "unknown optimizer 'adamw'"),
         (["--optimizer", "open:missing.npy"], "no such file"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--total-timesteps", "10"], "less than one rollout"),
+        (["--total-timesteps", "10"], "less than one update"),
     ],
 )
 def test_bad_arguments_fail_clearly(tmp_path, capsys, args, message):
