@@ -3,17 +3,16 @@ through NumPy as ALE's is (no Atari needed)."""
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 import numpy as np
 import pytest
-from test_value_based import TINY_DQN
+from jax.flatten_util import ravel_pytree
 
 from lopt.envs.registry import make_vec_env
 from lopt.optim.handcrafted import adam
 from lopt.rl.executor import Executor, seed_keys
 from lopt.rl.host_backend import run_host
 
-from tiny import TINY_PPO
+from tiny import TINY_DQN, TINY_PPO
 
 
 class HostCartPole:
