@@ -400,29 +400,13 @@ def test_torch_modules_give_the_jax_update():
     loss = actor(obs).square().mean() + critic(obs).sin().mean()
     loss.backward()
 
-    def tree(module):  # flax layout: kernels (in, out), bias before kernel
+    def tree(module, value):  # flax layout: kernels (in, out), bias before kernel
         linears = [m for m in module if isinstance(m, torch.nn.Linear)]
-        return {
-            "params": {
-                f"Dense_{i}": {
-                    "bias": jnp.asarray(m.bias.detach().numpy()),
-                    "kernel": jnp.asarray(m.weight.detach().numpy().T),
-                }
-                for i, m in enumerate(linears)
-            }
+        layers = {
+            f"Dense_{i}": {"bias": value(m.bias), "kernel": value(m.weight).T}
+            for i, m in enumerate(linears)
         }
-
-    def grad_tree(module):
-        linears = [m for m in module if isinstance(m, torch.nn.Linear)]
-        return {
-            "params": {
-                f"Dense_{i}": {
-                    "bias": jnp.asarray(m.bias.grad.numpy()),
-                    "kernel": jnp.asarray(m.weight.grad.numpy().T),
-                }
-                for i, m in enumerate(linears)
-            }
-        }
+        return {"params": layers}
 
     def activations(module):  # by hand: after tanh for hidden layers, raw at the end
         h, acts = obs.detach().numpy(), {}
@@ -436,8 +420,14 @@ def test_torch_modules_give_the_jax_update():
             acts[f"Dense_{i}"] = jnp.asarray(np.abs(h).mean(0))
         return {"params": acts}
 
-    params = {"actor": tree(actor), "critic": tree(critic)}
-    grads = {"actor": grad_tree(actor), "critic": grad_tree(critic)}
+    def weights(p):
+        return jnp.asarray(p.detach().numpy())
+
+    def gradients(p):
+        return jnp.asarray(p.grad.numpy())
+
+    params = {"actor": tree(actor, weights), "critic": tree(critic, weights)}
+    grads = {"actor": tree(actor, gradients), "critic": tree(critic, gradients)}
     acts = {"actor": activations(actor), "critic": activations(critic)}
     meta, config = load_learned(path)
     tx = open_optimizer(meta, config)
@@ -567,24 +557,9 @@ def test_torch_ppo_example_runs_with_a_meta_trained_file(tmp_path):
     from lopt.cli import main
 
     out = tmp_path / "meta"
-    main(
-        [
-            "meta-train",
-            "--algo",
-            "ppo",
-            "--envs",
-            "cartpole",
-            "--total-timesteps",
-            "512",
-            "--population",
-            "2",
-            "--generations",
-            "1",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    command = "meta-train --algo ppo --envs cartpole --total-timesteps 512 "
+    command += "--population 2 --generations 1 --no-progress --out"
+    main([*command.split(), str(out)])
     example = Path(__file__).resolve().parents[1] / "examples" / "torch_ppo.py"
     args = ["--optimizer-file", str(out / "optimizer.npy"), "--total-timesteps", "1024"]
     result = subprocess.run(

@@ -37,6 +37,7 @@ transpose of the optax state's per-element columns).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -146,6 +147,17 @@ def _set(param: nn.Parameter, value: torch.Tensor) -> None:
     param.data.copy_(value)
 
 
+@contextlib.contextmanager
+def _layout_of(config: LearnedConfig):
+    """Turns a missing or misshapen meta-parameter into one clear error."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"meta-parameters do not have the layout of {config}: {err!r}"
+        ) from err
+
+
 def _load_gru(cell: nn.GRUCell, p: Mapping) -> None:
     """flax GRUCell weights into ``nn.GRUCell``: same gates (r, z, n) and formula,
     ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``; flax has no bias on hr, hz."""
@@ -191,7 +203,7 @@ class OPENNetwork(nn.Module):
     def from_flax(cls, tree: MetaParams, config: OPENConfig) -> OPENNetwork:
         """The network holding ``tree`` (lopt's layout, :mod:`lopt.optim.network`)."""
         net = cls(config)
-        try:
+        with _layout_of(config):
             cell = tree[config.cell_key]["params"]
             if config.cell == "gru":
                 _load_gru(net.cell, cell)
@@ -204,10 +216,6 @@ class OPENNetwork(nn.Module):
             for i in (1, 4):
                 _set(net.mlp[i].weight, mlp[f"layers_{i}"]["scale"])
                 _set(net.mlp[i].bias, mlp[f"layers_{i}"]["bias"])
-        except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(
-                f"meta-parameters do not have the layout of {config}: {err!r}"
-            ) from err
         return net
 
     def forward(
@@ -238,7 +246,7 @@ class Optim4RLNetwork(nn.Module):
     @classmethod
     def from_flax(cls, tree: MetaParams, config: Optim4RLConfig) -> Optim4RLNetwork:
         net = cls(config)
-        try:
+        with _layout_of(config):
             p = tree["params"]
             _load_gru(net.rnn1, p["rnn1"])
             _load_gru(net.rnn2, p["rnn2"])
@@ -246,10 +254,6 @@ class Optim4RLNetwork(nn.Module):
                 dense = p[name]["layers_0"]
                 _set(getattr(net, name).weight, _t(dense["kernel"]))
                 _set(getattr(net, name).bias, dense["bias"])
-        except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(
-                f"meta-parameters do not have the layout of {config}: {err!r}"
-            ) from err
         return net
 
 
