@@ -80,15 +80,13 @@ def agent_grads(step: int):
 
 
 def agent_dormancy(params, step: int):
-    def layer(name, n, k):
+    def layer(n, k):
         return jnp.abs(jax.random.normal(jax.random.key(50 * step + k), (n,)))
 
     acts = {
         net: {
             "params": {
-                f"Dense_{i}": layer(
-                    net, SHAPES[net]["params"][f"Dense_{i}"]["bias"][0], k
-                )
+                f"Dense_{i}": layer(SHAPES[net]["params"][f"Dense_{i}"]["bias"][0], k)
                 for i in range(3)
             }
         }
@@ -125,7 +123,7 @@ def torch_groups(params):
 @dataclasses.dataclass
 class Parity:
     update_errors: list
-    momentum_error: float | None
+    momentum_error: float
     carry_error: float
     params_error: float
 
@@ -531,6 +529,9 @@ def test_clear_errors(tmp_path):
             batch_prop=0.0,
             dormancy={params[0]: torch.ones(2)},
         )
+    noise = torch.ones(3, dtype=torch.float64)
+    opt.step(training_prop=0.0, batch_prop=0.0, dormancy=1.0, noise=noise)
+    assert opt.last_update.dtype == torch.float32
 
 
 def test_schedule_helpers_match_lopt_rl():

@@ -677,7 +677,8 @@ class OPEN(_Learned):
                     f"noise has shape {tuple(noise.shape)}; expected ({n},), one "
                     "draw per element of the parameters with gradients"
                 )
-            update = update + config.step_mult * out[:, 2] * mask * noise.to(device)
+            noise = noise.to(device=device, dtype=torch.float32)
+            update = update + config.step_mult * out[:, 2] * mask * noise
         update = update - update.mean()
 
         self._apply(params, update, sizes)
