@@ -92,6 +92,7 @@ def train(args: Args, optimizer: str, seed: int) -> float:
     batch_size = args.num_envs * args.num_steps
     minibatch_size = batch_size // args.num_minibatches
     num_updates = args.total_timesteps // batch_size
+    steps_per_update = args.update_epochs * args.num_minibatches
 
     # OPTIMIZER: the learned one reads the schedule, dormancy and a noise generator
     params = [*actor.parameters(), *critic.parameters()]
@@ -193,10 +194,7 @@ def train(args: Args, optimizer: str, seed: int) -> float:
                 else:
                     opt.step(
                         training_prop=lt.training_prop(
-                            iteration,
-                            args.num_minibatches,
-                            args.update_epochs,
-                            num_updates,
+                            iteration, steps_per_update, num_updates
                         ),
                         batch_prop=lt.batch_prop(
                             iteration, args.num_minibatches, args.update_epochs

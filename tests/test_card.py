@@ -94,7 +94,7 @@ def test_format_card_of_released_breakout():
 
 def _breakout_run(frames: int) -> int:
     preset = preset_for("breakout")
-    config = dataclasses.replace(preset.ppo, total_timesteps=frames)
+    config = dataclasses.replace(preset.config, total_timesteps=frames)
     return config.num_optimizer_steps
 
 

@@ -538,12 +538,15 @@ def test_schedule_helpers_match_lopt_rl():
     from lopt.rl import progress
 
     for it in (0, 7, 8, 31, 32, 100):
-        assert lt.training_prop(it, 4, 2, 10) == pytest.approx(
-            float(progress.training_prop(it, 4, 2, 10))
+        assert lt.training_prop(it, 8, 10) == pytest.approx(
+            float(progress.training_prop(it, 8, 10))
         )
         assert lt.batch_prop(it, 4, 2) == pytest.approx(
             float(progress.batch_prop(it, 4, 2))
         )
+    # By hand: 4 minibatches x 2 epochs per update, 10 updates.
+    assert lt.training_prop(17, 8, 10) == 2 / 9
+    assert lt.batch_prop(13, 4, 2) == 1.0
 
 
 @pytest.mark.heavy

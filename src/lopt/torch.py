@@ -15,7 +15,7 @@ Example, a PPO loop with a separate actor and critic (OPEN §3.1)::
     loss.backward()  # the minibatch's forward pass recorded the activations
     clip_grad_norm_(actor.parameters(), 0.5); clip_grad_norm_(critic.parameters(), 0.5)
     opt.step(
-        training_prop=training_prop(iteration, num_minibatches, epochs, num_updates),
+        training_prop=training_prop(iteration, epochs * num_minibatches, num_updates),
         batch_prop=batch_prop(iteration, num_minibatches, epochs),
         dormancy=recorder.scores(),
         generator=generator,  # the actor's learned noise; or noise=... (a tensor)
@@ -260,19 +260,19 @@ class Optim4RLNetwork(nn.Module):
 # SCHEDULE AND LAYER FEATURES ------------------------------------------------------
 
 
-def training_prop(
-    iteration: int, num_minibatches: int, update_epochs: int, num_updates: int
-) -> float:
-    """Index of the current PPO update over (updates - 1), from the count of
-    optimizer steps done (OPEN §2.3; :mod:`lopt.rl.progress`)."""
-    update = iteration // (num_minibatches * update_epochs)
+def training_prop(iteration: int, steps_per_update: int, num_updates: int) -> float:
+    """Index of the current update over (updates - 1), from the count of optimizer
+    steps done; ``steps_per_update`` is epochs x minibatches for PPO (OPEN §2.3;
+    :mod:`lopt.rl.progress`)."""
+    update = iteration // steps_per_update
     return update / max(num_updates - 1, 1)
 
 
-def batch_prop(iteration: int, num_minibatches: int, update_epochs: int) -> float:
-    """Index of the current epoch over the batch over (epochs - 1)."""
-    epoch = (iteration // num_minibatches) % update_epochs
-    return epoch / max(update_epochs - 1, 1)
+def batch_prop(iteration: int, steps_per_epoch: int, num_epochs: int) -> float:
+    """Index of the current epoch over the batch over (epochs - 1);
+    ``steps_per_epoch`` is the number of minibatches for PPO."""
+    epoch = (iteration // steps_per_epoch) % num_epochs
+    return epoch / max(num_epochs - 1, 1)
 
 
 def _owner(name: str) -> str:
