@@ -121,9 +121,12 @@ def open_family(
     actor_mask: Any = tree_paths.actor_mask,
     name: str = "open",
     track_noise: bool = False,
+    implementation: str | None = None,
 ) -> Optimizer:
     """OPEN (or an ablation of it, as ``config`` says) with ``meta_params`` as its
-    default (vmappable) parameters."""
+    default (vmappable) parameters. ``implementation`` picks the code of the step
+    (:mod:`lopt.optim.fused`; None: ``LOPT_OPEN_STEP``, else the fused kernel
+    where it covers ``config``)."""
 
     def build(theta: Any, num_steps: int) -> optax.GradientTransformationExtraArgs:
         del num_steps  # OPEN's schedule comes from training_prop, not a step count
@@ -134,6 +137,7 @@ def open_family(
             layer_props=layer_props,
             actor_mask=actor_mask,
             track_noise=track_noise,
+            implementation=implementation,
         )
 
     return Optimizer(

@@ -200,6 +200,10 @@ inline vf verfinv(vf x) {
   p = -0.00417768164f + p * lo;
   p = 0.246640727f + p * lo;
   p = 1.50140941f + p * lo;
+  vi tail = w >= 5.0f;
+  bool any_tail = false;
+  for (int l = 0; l < L; ++l) any_tail |= tail[l] != 0;
+  if (!any_tail) return p * x;  // |x| < 0.9966 on every lane: the common case
   vf hi = vsqrt(w) - 3.0f;
   vf q = splat(-0.000200214257f);
   q = 0.000100950558f + q * hi;
@@ -317,7 +321,8 @@ void stats_chunk(const Step& s, const Chunk& c, double* sums) {
     acc[0] += p * p;
     for (int k = 0; k < NUM_MOMENTA; ++k) {
       float d = MOMENTUM_DECAYS[k];
-      vf m = rounded(d * vload_n(m_in + k * P + e, n)) + rounded((1.0f - d) * g);
+      // fma(d, m, (1 - d) g), as XLA computes the reference's d m + (1 - d) g
+      vf m = d * vload_n(m_in + k * P + e, n) + rounded((1.0f - d) * g);
       vstore_n(m_out + k * P + e, m, n);
       vf sg = vsign(m);
       vf lg = vlog(vabs(m) + LOG_EPS) * valid;
@@ -360,13 +365,51 @@ void tensor_weights(const Step& s, int64_t b, int64_t t, const double* sums,
 
 // PASS 2: the network on every tile ----------------------------------------------
 
+// out[o] += sum_i x[i] w[i * ld + o] for o < NO, in groups of 8 outputs whose
+// accumulators stay in registers through the whole sum.
+template <int NO, int NI>
+inline void matvec(vf* out, const vf* x, const float* w, int ld) {
+  constexpr int GROUP = NO < 8 ? NO : 8;
+  static_assert(NO % GROUP == 0, "outputs come in groups of 8");
+#pragma GCC unroll 4
+  for (int o = 0; o < NO; o += GROUP) {
+    vf acc[GROUP];
+#pragma GCC unroll 8
+    for (int q = 0; q < GROUP; ++q) acc[q] = out[o + q];
+#pragma GCC unroll 32
+    for (int i = 0; i < NI; ++i) {
+      const vf xi = x[i];
+      const float* row = w + i * ld + o;
+#pragma GCC unroll 8
+      for (int q = 0; q < GROUP; ++q) acc[q] += xi * row[q];
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < GROUP; ++q) out[o + q] = acc[q];
+  }
+}
+
+// flax LayerNorm(Dense(x)) then relu, the centring already in kernel and bias.
+template <int IN, int H>
+inline void dense_norm_relu(const vf* x, const float* w, const float* b,
+                            const float* scale, const float* shift, vf* y) {
+#pragma GCC unroll 32
+  for (int o = 0; o < H; ++o) y[o] = splat(b[o]);
+  matvec<H, IN>(y, x, w, H);
+  vf var = splat(0.0f);
+#pragma GCC unroll 32
+  for (int o = 0; o < H; ++o) var += y[o] * y[o];
+  vf rs = 1.0f / vsqrt(var * (1.0f / H) + LN_EPS);
+#pragma GCC unroll 32
+  for (int o = 0; o < H; ++o)
+    y[o] = vmax(y[o] * (rs * scale[o]) + shift[o], splat(0.0f));
+}
+
 template <int G, int H>
 void network_chunk(const Step& s, const Chunk& c, const float* tw) {
   constexpr int G3 = 3 * G;
   const Layout& ly = s.layout;
   const int64_t P = s.num_params;
   const float* w = s.weights + (c.b * s.num_sets + s.sets[c.t]) * ly.size;
-  const float* wd = w + ly.wi + DORMANCY_ROW * G3;
   const float* g_in = s.grad + c.b * P;
   const float* p_in = s.param + c.b * P;
   const float* m_new = s.momentum_out + c.b * NUM_MOMENTA * P;
@@ -377,62 +420,64 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw) {
   float* noise_out = s.noise ? s.noise_out + c.b * P : nullptr;
   const bool noised = s.noise && s.noise_flags[c.t];
   const uint32_t k0 = s.keys[c.b * 2], k1 = s.keys[c.b * 2 + 1];
+  // Dormancy's input row after the tensor's 15 scaled rows.
+  float rows[(NUM_NORMALISED + 1) * G3];
+  std::memcpy(rows, tw, sizeof(float) * NUM_NORMALISED * G3);
+  std::memcpy(rows + NUM_NORMALISED * G3, w + ly.wi + DORMANCY_ROW * G3,
+              sizeof(float) * G3);
+  const float* bias = tw + NUM_NORMALISED * G3;
+  const int num_x = d_in ? NUM_NORMALISED + 1 : NUM_NORMALISED;
 
   for (int64_t e = c.start; e < c.end; e += L) {
     const int n = int(std::min<int64_t>(L, c.end - e));
-    // GRU input gates: scaled features times the tensor's rows, plus its bias
-    vf gi[G3];
-    for (int o = 0; o < G3; ++o) gi[o] = splat(tw[NUM_NORMALISED * G3 + o]);
-    auto add_row = [&gi](vf x, const float* row) {
-      for (int o = 0; o < G3; ++o) gi[o] += x * row[o];
-    };
-    add_row(vload_n(p_in + e, n), tw);
+    // the features of the tile (unscaled: the scale is in the rows)
+    vf x[NUM_NORMALISED + 1];
+    x[0] = vload_n(p_in + e, n);
+#pragma GCC unroll 6
     for (int k = 0; k < NUM_MOMENTA; ++k) {
       vf m = vload_n(m_new + k * P + e, n);
-      add_row(vsign(m), tw + (1 + k) * G3);
-      add_row(vlog(vabs(m) + LOG_EPS), tw + (7 + k) * G3);
+      x[1 + k] = vsign(m);
+      x[7 + k] = vlog(vabs(m) + LOG_EPS);
     }
     vf g = vload_n(g_in + e, n);
-    add_row(vsign(g), tw + 13 * G3);
-    add_row(vlog(vabs(g) + LOG_EPS), tw + 14 * G3);
-    if (d_in) add_row(vload_n(d_in + e, n), wd);
-
-    // GRU cell (flax GRUCell)
-    vf h[G], gh[G3];
+    x[13] = vsign(g);
+    x[14] = vlog(vabs(g) + LOG_EPS);
+    x[15] = d_in ? vload_n(d_in + e, n) : splat(0.0f);
+    vf h[G];
+#pragma GCC unroll 16
     for (int j = 0; j < G; ++j) h[j] = vload_n(h_in + j * P + e, n);
-    for (int o = 0; o < G3; ++o) gh[o] = splat(0.0f);
-    for (int j = 0; j < G; ++j)
-      for (int o = 0; o < G3; ++o) gh[o] += h[j] * w[ly.wh + j * G3 + o];
+
+    // GRU (flax GRUCell): r and z sum input and hidden parts; n keeps them apart
+    vf gates[G3], gh_n[G];
+#pragma GCC unroll 48
+    for (int o = 0; o < G3; ++o) gates[o] = splat(bias[o]);
+    if (num_x == NUM_NORMALISED + 1) {
+      matvec<G3, NUM_NORMALISED + 1>(gates, x, rows, G3);
+    } else {
+      matvec<G3, NUM_NORMALISED>(gates, x, rows, G3);
+    }
+    matvec<2 * G, G>(gates, h, w + ly.wh, G3);
+#pragma GCC unroll 16
+    for (int i = 0; i < G; ++i) gh_n[i] = splat(w[ly.bhn + i]);
+    matvec<G, G>(gh_n, h, w + ly.wh + 2 * G, G3);
     vf hn[G];
+#pragma GCC unroll 16
     for (int i = 0; i < G; ++i) {
-      vf r = vsigmoid(gi[i] + gh[i]);
-      vf z = vsigmoid(gi[G + i] + gh[G + i]);
-      vf cand = vtanh(gi[2 * G + i] + r * (gh[2 * G + i] + w[ly.bhn + i]));
+      vf r = vsigmoid(gates[i]);
+      vf z = vsigmoid(gates[G + i]);
+      vf cand = vtanh(gates[2 * G + i] + r * gh_n[i]);
       hn[i] = (1.0f - z) * cand + z * h[i];
       vstore_n(h_out + i * P + e, hn[i], n);
     }
 
-    // MLP: Dense, LayerNorm (centring folded into the weights), relu, twice
+    // MLP
     vf a0[H], a1[H];
-    auto dense_norm = [&ly, w](const vf* x, int in, int64_t wo, int64_t bo,
-                               int64_t so, int64_t co, vf* y) {
-      for (int o = 0; o < H; ++o) y[o] = splat(w[bo + o]);
-      for (int j = 0; j < in; ++j)
-        for (int o = 0; o < H; ++o) y[o] += x[j] * w[wo + j * H + o];
-      vf var = splat(0.0f);
-      for (int o = 0; o < H; ++o) var += y[o] * y[o];
-      var = var * (1.0f / H);
-      vf rs = 1.0f / vsqrt(var + LN_EPS);
-      for (int o = 0; o < H; ++o)
-        y[o] = vmax(y[o] * (rs * w[so + o]) + w[co + o], splat(0.0f));
-    };
-    dense_norm(hn, G, ly.w0, ly.b0, ly.s0, ly.c0, a0);
-    dense_norm(a0, H, ly.w1, ly.b1, ly.s1, ly.c1, a1);
-    const int outs = s.noise ? 3 : 2;
+    dense_norm_relu<G, H>(hn, w + ly.w0, w + ly.b0, w + ly.s0, w + ly.c0, a0);
+    dense_norm_relu<H, H>(a0, w + ly.w1, w + ly.b1, w + ly.s1, w + ly.c1, a1);
     vf out[3];
-    for (int k = 0; k < outs; ++k) out[k] = splat(w[ly.b2 + k]);
-    for (int j = 0; j < H; ++j)
-      for (int k = 0; k < outs; ++k) out[k] += a1[j] * w[ly.w2 + j * 3 + k];
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) out[k] = splat(w[ly.b2 + k]);
+    matvec<3, H>(out, a1, w + ly.w2, 3);
 
     vf det = rounded(s.step_mult * out[0]) * vexp(s.exp_mult * out[1]);
     vstore_n(det_out + e, det, n);
