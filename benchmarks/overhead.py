@@ -15,7 +15,8 @@ One process, everything measured side by side: after a warm-up call each
 
 Ratios are printed last: ``ratio_open_over_adam=X`` is the default OPEN step
 (fused where built) at 1 seed, the figure the README quotes; the others name
-their step and seed count.
+their step and seed count. Wall-time ratios are the measure; ``cpu_`` ratios
+(process CPU time, all threads) are printed too, as a check on a loaded machine.
 
     python benchmarks/overhead.py [--total-timesteps 500000] [--repeats 3]
         [--seeds 1,4] [--sizes 60000,1000000,10000000] [--skip-ppo] [--skip-step]
@@ -154,7 +155,9 @@ def ppo_ratios(args, meta, open_config) -> dict:
     medians = {}
     for seeds in args.seeds:
         print(f"\n{config.env}, {frames:,} frames, {seeds} seed(s) in one call")
-        compiled, times = {}, {name: [] for name in optimizers}
+        compiled = {}
+        times = {name: [] for name in optimizers}
+        cpu_times = {name: [] for name in optimizers}
 
         def keys(i, seeds=seeds):
             key = jax.random.key(i)
@@ -174,22 +177,26 @@ def ppo_ratios(args, meta, open_config) -> dict:
             )
         for repeat in range(args.repeats):
             for name, opt in optimizers.items():
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 _, metrics = compiled[name](keys(repeat + 1), opt.params)
                 jax.block_until_ready(metrics)
                 elapsed = time.perf_counter() - start
                 times[name].append(elapsed)
+                cpu_times[name].append(time.process_time() - cpu_start)
                 final = np.asarray(metrics["return"])[..., -1]
                 print(
                     f"{name:>15} repeat {repeat}: {elapsed:6.2f} s, "
-                    f"{seeds * frames / elapsed:9,.0f} env steps/s, final return "
+                    f"{seeds * frames / elapsed:9,.0f} env steps/s, CPU "
+                    f"{cpu_times[name][-1]:6.2f} s, final return "
                     f"{' '.join(f'{r:6.2f}' for r in np.atleast_1d(final))}"
                 )
         for name, ts in times.items():
             medians[(name, seeds)] = statistics.median(ts)
+            medians[(name, seeds, "cpu")] = statistics.median(cpu_times[name])
             print(
                 f"{name:>15}: median {medians[(name, seeds)]:6.2f} s, "
-                f"{seeds * frames / medians[(name, seeds)]:9,.0f} env steps/s"
+                f"{seeds * frames / medians[(name, seeds)]:9,.0f} env steps/s, "
+                f"CPU {medians[(name, seeds, 'cpu')]:6.2f} s"
             )
     return medians
 
@@ -230,6 +237,9 @@ def main() -> None:
                     continue
                 key = f"ratio_{name.replace('-', '_')}_over_adam_{seeds}seed"
                 ratios[key] = medians[(name, seeds)] / adam_time
+                ratios[f"cpu_{key}"] = (
+                    medians[(name, seeds, "cpu")] / medians[("adam", seeds, "cpu")]
+                )
         if 1 in args.seeds:
             ratios["ratio_open_over_adam"] = (
                 medians[(f"open-{default}", 1)] / medians[("adam", 1)]
