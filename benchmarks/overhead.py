@@ -6,9 +6,10 @@ One process, everything measured side by side: after a warm-up call each
 1. The step alone (``--sizes``, default 60k, 1M and 10M parameters of an
    actor/critic MLP pair shaped like Breakout's agent, 400 inputs): one jitted
    ``update`` of Adam, OPEN's reference (pure-JAX) step, OPEN's fused step, and
-   VeLO (random weights, for scale). Time per step, time per parameter, and the
-   memory XLA allocates for one step (arguments + outputs + temporaries; the fused
-   kernel's own scratch is a few KiB per tensor and not counted).
+   VeLO (random weights, for scale). Time per step, time per parameter, process
+   CPU time per step (all threads), and the memory XLA allocates for one step
+   (arguments + outputs + temporaries; the fused kernel's own scratch is a few
+   KiB per tensor and not counted).
 2. PPO on the breakout preset (``--total-timesteps``, default 5e5 frames) with
    Adam, OPEN reference and OPEN fused (the released Breakout optimizer), at 1
    seed and at 4 seeds vmapped in one jitted call.
@@ -97,7 +98,7 @@ def step_table(sizes: list[int], meta, open_config, repeats: int) -> dict:
     rows = {}
     print(
         f"\n{'optimizer':>15} {'params':>11} {'ms/step':>9} {'ns/param':>9} "
-        f"{'XLA MiB/step':>13}"
+        f"{'CPU ms':>9} {'XLA MiB/step':>13}"
     )
     for size in sizes:
         params = agent_params(size, jax.random.key(1))
@@ -126,17 +127,20 @@ def step_table(sizes: list[int], meta, open_config, repeats: int) -> dict:
             jax.block_until_ready(compiled[name](state, grads, params))
             states[name] = state
         times = {name: [] for name in txs}
+        cpu_times = {name: [] for name in txs}
         for _ in range(repeats):
             for name in txs:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 jax.block_until_ready(compiled[name](states[name], grads, params))
                 times[name].append(time.perf_counter() - start)
+                cpu_times[name].append(time.process_time() - cpu_start)
         for name in txs:
             t = statistics.median(times[name])
+            cpu = statistics.median(cpu_times[name])
             rows[(name, n)] = t
             print(
                 f"{name:>15} {n:>11,} {t * 1e3:9.2f} {t / n * 1e9:9.2f} "
-                f"{_memory_mib(compiled[name]):13.1f}"
+                f"{cpu * 1e3:9.2f} {_memory_mib(compiled[name]):13.1f}"
             )
     return rows
 

@@ -217,7 +217,14 @@ def fused_step(
         jax.ShapeDtypeStruct((num_params,), f32),
         jax.ShapeDtypeStruct((num_params if config.noise else 1,), f32),
     )
-    call = jax.ffi.ffi_call(_TARGET, outputs, vmap_method="broadcast_all")
+    # Momenta and carry are updated in place where XLA can give up the inputs
+    # (the kernel reads each element before writing it).
+    call = jax.ffi.ffi_call(
+        _TARGET,
+        outputs,
+        vmap_method="broadcast_all",
+        input_output_aliases={2: 0, 3: 1},
+    )
     momentum, carry, det, noise = call(
         grad.astype(f32),
         param.astype(f32),
