@@ -17,6 +17,11 @@ The transformation returns ``-u`` (optax adds updates). Parameters are processed
 one concatenated vector, so the network runs once per step on all of them, and the
 state stores momenta and recurrent carries flat, in the params' leaf order.
 
+Steps 1-4 run either in pure JAX (the reference, below) or in one fused CPU kernel
+(:mod:`lopt.optim.fused`), which agrees with it up to float rounding; the
+``implementation`` argument or ``LOPT_OPEN_STEP`` chooses, by default the kernel
+where it is built and covers the configuration.
+
 Example::
 
     tx = open_optimizer(meta_params)
