@@ -27,10 +27,11 @@
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <thread>
+#include <mutex>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -494,7 +495,8 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw) {
 // Runs fn(0..n-1) on the calling thread and up to threads - 1 pool tasks. Indices
 // are claimed from a shared counter, so a pool task that starts late (or never)
 // cannot stall the call: the caller does whatever is left and waits only for
-// indices already claimed. The shared state outlives the call.
+// indices already claimed, sleeping rather than spinning (on a loaded machine the
+// task it waits for may not be running). The shared state outlives the call.
 template <typename F>
 void parallel_for(ffi::ThreadPool& pool, int threads, int64_t n, const F& fn) {
   if (threads <= 1 || n <= 1) {
@@ -503,19 +505,25 @@ void parallel_for(ffi::ThreadPool& pool, int threads, int64_t n, const F& fn) {
   }
   struct State {
     std::atomic<int64_t> next{0}, done{0};
+    std::mutex mutex;
+    std::condition_variable finished;
   };
   auto state = std::make_shared<State>();
   const F* f = &fn;
   auto work = [state, n, f]() {
     for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
       (*f)(i);
-      state->done.fetch_add(1);
+      if (state->done.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->finished.notify_all();
+      }
     }
   };
   int tasks = int(std::min<int64_t>(threads - 1, n - 1));
   for (int k = 0; k < tasks; ++k) pool.Schedule(decltype(work)(work));
   work();
-  while (state->done.load() < n) std::this_thread::yield();
+  std::unique_lock<std::mutex> lock(state->mutex);
+  state->finished.wait(lock, [&] { return state->done.load() == n; });
 }
 
 ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
