@@ -203,36 +203,19 @@ def open_step(
     Args: as :func:`open_optimizer` and its ``update``.
     """
     mask = _element_mask(noise_mask, params)
-    reference = functools.partial(
-        _reference_outputs,
-        meta_params,
-        config,
-        state,
-        grads,
-        params,
+    inputs = dict(
         key=key,
         training_prop=training_prop,
         batch_prop=batch_prop,
         dormancy=dormancy,
-        mask=mask,
         layer_props=layer_props,
         actor_mask=actor_mask,
     )
+    step_args = (meta_params, config, state, grads, params)
+    reference = functools.partial(_reference_outputs, *step_args, mask=mask, **inputs)
     if fused.choose(implementation, config) == "fused":
         fused_outputs = functools.partial(
-            _fused_outputs,
-            meta_params,
-            config,
-            state,
-            grads,
-            params,
-            key=key,
-            training_prop=training_prop,
-            batch_prop=batch_prop,
-            dormancy=dormancy,
-            noise_mask=noise_mask,
-            layer_props=layer_props,
-            actor_mask=actor_mask,
+            _fused_outputs, *step_args, noise_mask=noise_mask, **inputs
         )
         # The kernel is registered for CPU only; elsewhere the reference runs.
         momentum, carry, deterministic, noise = jax.lax.platform_dependent(
