@@ -40,9 +40,9 @@ import numpy as np
 
 from lopt.configs.presets import preset_for
 from lopt.optim import fused
+from lopt.optim.files import load_open
 from lopt.optim.handcrafted import adam
 from lopt.optim.learned import learned_family
-from lopt.optim.files import load_open
 from lopt.optim.velo import velo_optimizer, velo_random
 from lopt.rl.ppo import make_ppo
 
