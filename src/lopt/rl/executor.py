@@ -6,8 +6,9 @@ of them (``members``: a population of meta-parameters, a grid of learning rates)
 everything vmapped in one jitted function. It can run a whole run in one call, or
 in chunks of updates (one compiled function, reused, its state donated) with a
 progress callback; it can shard the members over devices with a ``jax.sharding``
-mesh. Environments stepped on the host (Atari through ALE) run behind the same
-call on the host backend (:mod:`lopt.rl.host_backend`).
+mesh, which may span several processes (:mod:`lopt.distributed`). Environments
+stepped on the host (Atari through ALE) run behind the same call on the host
+backend (:mod:`lopt.rl.host_backend`).
 
 ``lopt train``, ``lopt eval``, ``lopt tune``, meta-training and the benchmarks all
 run through it::
@@ -25,6 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lopt import distributed
 from lopt.envs.registry import is_host
 from lopt.optim.optimizer import Optimizer
 from lopt.rl.algorithm import AlgorithmConfig, TrainState
@@ -33,8 +35,8 @@ from lopt.rl.registry import make_algorithm
 MEMBER_AXIS = "members"
 
 
-class MemberShardingError(ValueError):
-    """A batch of optimizer parameters that does not split evenly over devices."""
+#: A batch of optimizer parameters that does not split evenly over devices.
+MemberShardingError = distributed.MeshDivisionError
 
 
 def seed_keys(seeds: Sequence[int]) -> jax.Array:
@@ -50,14 +52,9 @@ def chunk_size(num_updates: int, target_chunks: int = 25) -> int:
 
 
 def member_mesh(num_members: int, devices: list | None = None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all), checking the members split."""
-    devices = list(jax.devices() if devices is None else devices)
-    if num_members % len(devices):
-        raise MemberShardingError(
-            f"a population of {num_members} does not split over {len(devices)} "
-            f"devices; use a population size that is a multiple of {len(devices)}"
-        )
-    return Mesh(np.asarray(devices), (MEMBER_AXIS,))
+    """A 1-D mesh over ``devices`` (default: every process's), checking the
+    members split."""
+    return distributed.mesh(num_members, MEMBER_AXIS, devices)
 
 
 class Executor:
@@ -132,14 +129,18 @@ class Executor:
         return NamedSharding(self.mesh, PartitionSpec(MEMBER_AXIS))
 
     def _place(self, keys: jax.Array, opt_params: Any) -> tuple[jax.Array, Any]:
-        """Puts the member axis on the mesh (the ES may hand over any layout)."""
+        """Puts the member axis on the mesh (the ES may hand over any layout).
+
+        On a mesh spanning processes every process holds all members (same ES
+        state, same key) and supplies its own devices' ones."""
         if self.mesh is None:
             return keys, opt_params
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        keys_sharding = self._by_member if self.keys_per_member else replicated
+        place_keys = (
+            distributed.shard_rows if self.keys_per_member else distributed.replicate
+        )
         return (
-            jax.device_put(keys, keys_sharding),
-            jax.device_put(opt_params, self._by_member),
+            place_keys(keys, self.mesh),
+            distributed.shard_rows(opt_params, self.mesh),
         )
 
     def _functions(self) -> dict:
@@ -205,12 +206,12 @@ class Executor:
             state, metrics = functions["whole"](keys, opt_params)
             if on_progress is not None:
                 on_progress(self.config.num_updates)
-            return jax.device_get(metrics), state
+            return distributed.gather(metrics), state
         state = functions["init"](keys, opt_params)
         pieces = []
         for done in range(self.chunk, self.config.num_updates + 1, self.chunk):
             state, metrics = functions["run"](state, opt_params)
-            pieces.append(jax.device_get(metrics))
+            pieces.append(distributed.gather(metrics))
             if on_progress is not None:
                 on_progress(done)
         time_axis = 2 if self.members else 1
