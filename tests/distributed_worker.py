@@ -1,16 +1,19 @@
 """One process of the multi-process tests (tests/test_distributed.py).
 
-    python distributed_worker.py MODE OUT_DIR [HOST:PORT NUM_PROCESSES PROCESS_ID]
+    python distributed_worker.py MODE OUT_DIR [HOST:PORT NUM_PROCESSES PROCESS_ID
+                                               [HEARTBEAT_TIMEOUT_S]]
 
 MODE ``mechanics`` exercises lopt.distributed on its own; ``generation`` runs one
-meta-training generation (MetaTrainer) of :func:`config`. Each process writes
-``OUT_DIR/<mode>_<process id>.npz``; without the last three arguments it runs alone
-on the devices XLA_FLAGS gives it.
+meta-training generation (MetaTrainer) of :func:`config`; ``idle`` joins, meets
+the others once, writes ``OUT_DIR/idle_<process id>`` and sleeps (to be killed).
+The other modes write ``OUT_DIR/<mode>_<process id>.npz``. Without HOST:PORT a
+process runs alone on the devices XLA_FLAGS gives it.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -38,7 +41,7 @@ def config(generations: int = 1) -> MetaTrainConfig:
             population_size=4, num_generations=generations, sigma=10.0, lr=0.05
         ),
         save_every=1,
-        eval_every=100,
+        eval_every=10,
         num_eval_seeds=2,
     )
 
@@ -99,11 +102,22 @@ def generation() -> dict:
     }
 
 
+def idle(out: Path) -> None:
+    mesh = distributed.mesh(jax.device_count(), "rows")
+    # A collective: every process has joined.
+    distributed.gather(distributed.shard_rows(np.zeros(jax.device_count()), mesh))
+    (out / f"idle_{jax.process_index()}").touch()
+    time.sleep(600)  # in Python, outside any collective, until killed
+
+
 def main() -> None:
     mode, out = sys.argv[1], Path(sys.argv[2])
     if len(sys.argv) > 3:
         coordinator, count, index = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-        distributed.initialize(coordinator, count, index, heartbeat_timeout_s=30)
+        heartbeat = int(sys.argv[6]) if len(sys.argv) > 6 else 30
+        distributed.initialize(coordinator, count, index, heartbeat_timeout_s=heartbeat)
+    if mode == "idle":
+        return idle(out)
     result = {"mechanics": mechanics, "generation": generation}[mode]()
     np.savez(out / f"{mode}_{jax.process_index()}.npz", **result)
 

@@ -31,8 +31,10 @@ WORKER = TESTS / "distributed_worker.py"
 DEADLINE_S = 900
 #: Survivors of a killed peer must stop within this (the issue's bound).
 STOP_WITHIN_S = 60
-#: Generations of the runs that get killed.
+#: Generations of the runs that get killed, and where a resumed one stops once
+#: (a multiple of the tiny config's eval_every, so that both runs evaluate there).
 GENERATIONS = 20
+MIDDLE = 10
 
 
 def _free_port() -> int:
@@ -60,11 +62,13 @@ def _start(command: list[str], devices: int = 1) -> subprocess.Popen:
     )
 
 
-def _processes(command: list[str], count: int = 2) -> list[subprocess.Popen]:
+def _processes(
+    command: list[str], count: int = 2, *extra: str
+) -> list[subprocess.Popen]:
     """``count`` processes of ``command`` joined on a fresh loopback port."""
     port = _free_port()
     return [
-        _start([*command, f"127.0.0.1:{port}", str(count), str(i)])
+        _start([*command, f"127.0.0.1:{port}", str(count), str(i), *extra])
         for i in range(count)
     ]
 
@@ -87,12 +91,13 @@ def _cli(run: Path) -> list[str]:
     return ["-m", "lopt.cli", "meta-train", "--resume", str(run), "--no-progress"]
 
 
-def _cli_processes(run: Path, count: int = 2) -> list[subprocess.Popen]:
+def _cli_processes(run: Path, *extra: str, count: int = 2) -> list[subprocess.Popen]:
     port = _free_port()
     return [
         _start(
             [
                 *_cli(run),
+                *extra,
                 "--coordinator",
                 f"127.0.0.1:{port}",
                 "--num-processes",
@@ -119,17 +124,17 @@ def _generations_done(run: Path) -> int:
     return max(done, default=-1)
 
 
-def _kill_after_generation(
-    processes: list[subprocess.Popen], run: Path, victim: int
+def _kill_when(
+    processes: list[subprocess.Popen], ready, victim: int
 ) -> tuple[subprocess.Popen, float, str]:
-    """Kills ``processes[victim]`` (SIGKILL) once generation 1 is in ``run``;
-    returns the survivor, its seconds from the kill to its exit, its stderr."""
+    """Kills ``processes[victim]`` (SIGKILL) once ``ready()``; returns the
+    survivor, its seconds from the kill to its exit, its stderr."""
     start = time.monotonic()
-    while _generations_done(run) < 1:
+    while not ready():
         assert all(p.poll() is None for p in processes), [
             p.communicate() for p in processes
         ]
-        assert time.monotonic() - start < DEADLINE_S, "generation 1 never came"
+        assert time.monotonic() - start < DEADLINE_S, "never ready for the kill"
         time.sleep(0.1)
     processes[victim].send_signal(signal.SIGKILL)
     killed = time.monotonic()
@@ -178,6 +183,29 @@ def test_mesh_refuses_a_population_that_does_not_split_with_the_numbers():
     assert distributed.mesh(8, "population", devices=[cpu] * 4).size == 4
 
 
+def test_watchdog_ends_a_process_stuck_past_its_limit():
+    script = (
+        "import time\n"
+        "from lopt.distributed import watchdog\n"
+        "with watchdog(None, 'off'):\n"
+        "    time.sleep(1)\n"
+        "with watchdog(2, 'a short wait'):\n"
+        "    time.sleep(0.1)\n"
+        "print('passed', flush=True)\n"
+        "with watchdog(1, 'gathering'):\n"
+        "    time.sleep(60)\n"
+        "print('not reached')\n"
+    )
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert time.monotonic() - start < 30
+    assert out.returncode == distributed.EXIT_PEER_LOST
+    assert out.stdout.split() == ["passed"]
+    assert "gathering waited more than 1 s for the other processes" in out.stderr
+
+
 def test_two_processes_shard_compute_gather_and_broadcast(tmp_path):
     processes = _processes([str(WORKER), "mechanics", str(tmp_path)])
     for process in processes:
@@ -204,6 +232,24 @@ def test_two_processes_shard_compute_gather_and_broadcast(tmp_path):
         )
 
 
+@pytest.mark.parametrize("victim", [0, 1])
+def test_killed_peer_stops_an_idle_survivor_within_the_heartbeat_timeout(
+    tmp_path, victim
+):
+    # The survivor sleeps outside any collective: only the runtime's heartbeat
+    # (5 s here) can stop it. Process 0 hosts the coordinator: killing it stops
+    # process 1 at once; killing process 1 stops process 0 after the timeout.
+    processes = _processes([str(WORKER), "idle", str(tmp_path)], 2, "5")
+    survivor, seconds, err = _kill_when(
+        processes,
+        lambda: all((tmp_path / f"idle_{i}").exists() for i in (0, 1)),
+        victim,
+    )
+    assert survivor.returncode != 0
+    assert seconds < 5 + 15, err
+    assert "Terminating process because the JAX distributed service" in err, err
+
+
 @pytest.mark.heavy
 def test_one_generation_on_two_processes_equals_one_process_with_two_devices(
     tmp_path,
@@ -227,23 +273,37 @@ def test_one_generation_on_two_processes_equals_one_process_with_two_devices(
         assert other[name].tobytes() == two[name].tobytes(), name
 
 
-@pytest.mark.heavy
-def test_killed_peer_stops_the_survivor_and_the_run_resumes_on_one_process(
-    tmp_path,
-):
-    # Enough generations that the kill comes before the end (~1 s each).
-    whole = _new_run(tmp_path / "whole", generations=GENERATIONS)
-    run = _new_run(tmp_path / "run", generations=GENERATIONS)
+def _killed_cli_run(run: Path, victim: int) -> str:
+    """A 2-process ``lopt meta-train`` of ``run`` whose process ``victim`` is
+    killed after generation 1; checks the survivor stopped in time, returns its
+    stderr."""
     processes = _cli_processes(run)
-    survivor, seconds, err = _kill_after_generation(processes, run, victim=1)
+    survivor, seconds, err = _kill_when(
+        processes, lambda: _generations_done(run) >= 1, victim
+    )
     assert survivor.returncode != 0
     assert seconds < STOP_WITHIN_S, err
     assert "another process has probably died" in err or (
         "Terminating process because the JAX distributed service" in err
     ), err
+    return err
+
+
+@pytest.mark.heavy
+def test_killed_peer_stops_the_survivor_and_the_run_resumes_bit_identical(
+    tmp_path,
+):
+    # Enough generations that the kill comes before the end (~1 s each).
+    whole = _new_run(tmp_path / "whole", generations=GENERATIONS)
+    run = _new_run(tmp_path / "run", generations=GENERATIONS)
+    _killed_cli_run(run, victim=1)
     assert not (run / "optimizer.npy").exists()
-    assert 1 <= _generations_done(run) < GENERATIONS
-    # Resumed on one process with one device; the uninterrupted run likewise.
+    assert 1 <= _generations_done(run) < MIDDLE
+    # Resumed on two processes up to MIDDLE, then on one process with one device
+    # to the end; the uninterrupted run on one process with one device.
+    for process in _cli_processes(run, "--generations", str(MIDDLE)):
+        _finish(process)
+    assert _generations_done(run) == MIDDLE
     _finish(_start(_cli(run)))
     _finish(_start(_cli(whole)))
     _same_run(run, whole)
@@ -251,8 +311,4 @@ def test_killed_peer_stops_the_survivor_and_the_run_resumes_on_one_process(
 
 @pytest.mark.heavy
 def test_killed_coordinator_stops_the_other_process(tmp_path):
-    run = _new_run(tmp_path / "run", generations=GENERATIONS)
-    processes = _cli_processes(run)
-    survivor, seconds, err = _kill_after_generation(processes, run, victim=0)
-    assert survivor.returncode != 0
-    assert seconds < STOP_WITHIN_S, err
+    _killed_cli_run(_new_run(tmp_path / "run", generations=GENERATIONS), victim=0)
