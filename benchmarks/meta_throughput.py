@@ -1,17 +1,20 @@
 """Throughput of meta-training: a population against single Adam runs, 2 devices
-against 1.
+against 1, 2 processes against 1.
 
-One process (plus two subprocesses for the device counts, since the number of host
-devices is fixed when JAX starts). On the task of the ``cpu`` meta-training preset:
+One process (plus subprocesses for the device and process counts, since the number
+of host devices is fixed when JAX starts). On the task of the ``cpu`` meta-training
+preset:
 
 1. environment steps per second of one ES generation (every member trains a full
    inner run with OPEN, all vmapped in one jitted call) at population 8 and 16,
    against population-many single PPO runs with Adam, one after another;
 2. one generation at population 8 on 2 host devices
-   (``XLA_FLAGS=--xla_force_host_platform_device_count=2``) against 1 device.
+   (``XLA_FLAGS=--xla_force_host_platform_device_count=2``) against 1 device;
+3. one generation at population 8 on 2 processes with 1 CPU device each, joined
+   by lopt.distributed on 127.0.0.1 (gloo), against 1 process with 1 device.
 
-Ratios are printed last: ``population_over_adam_<N>=X`` (goal >= 0.75) and
-``two_devices_over_one=X`` (speed-up).
+Ratios are printed last: ``population_over_adam_<N>=X`` (goal >= 0.75),
+``two_devices_over_one=X`` and ``two_processes_over_one=X`` (speed-ups).
 
 OPEN's step is the default one (``lopt.optim.fused``: the fused CPU kernel where it
 is built, on one device; the reference step on 2 host devices, where the kernel is
@@ -28,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -84,9 +88,57 @@ def adam_runs_seconds(config, count: int) -> float:
 def worker(args) -> None:
     import jax
 
+    if args.coordinator:  # before lopt.meta: importing evosax computes
+        from lopt import distributed
+
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     config = _config(args.preset, args.total_timesteps, args.population)
     seconds = generation_seconds(config)
-    print(json.dumps({"devices": len(jax.devices()), "seconds": seconds}))
+    if jax.process_index() == 0:
+        print(json.dumps({"devices": len(jax.devices()), "seconds": seconds}))
+
+
+def run_workers(args, devices: int, processes: int = 1) -> dict:
+    """One generation's result from ``processes`` worker processes with
+    ``devices`` host devices each (process 0's report)."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
+    command = [
+        sys.executable,
+        SELF,
+        "--worker",
+        "--preset",
+        args.preset,
+        "--population",
+        str(args.population),
+    ]
+    if args.total_timesteps:
+        command += ["--total-timesteps", str(args.total_timesteps)]
+    if processes > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        command += [
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            str(processes),
+        ]
+    workers = [
+        subprocess.Popen(
+            command + (["--process-id", str(i)] if processes > 1 else []),
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(processes)
+    ]
+    outs = [w.communicate()[0] for w in workers]
+    if any(w.returncode for w in workers):
+        raise RuntimeError(f"a worker failed: {command}")
+    return json.loads(outs[0].strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -101,6 +153,9 @@ def main() -> None:
         "--skip-devices", action="store_true", help="skip the 2-device comparison"
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--coordinator", help=argparse.SUPPRESS)
+    parser.add_argument("--num-processes", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--process-id", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.open_step:
         os.environ["LOPT_OPEN_STEP"] = args.open_step
@@ -127,33 +182,16 @@ def main() -> None:
         ratios[f"population_over_adam_{population}"] = adam / gen
 
     times = {}
-    for count in () if args.skip_devices else (1, 2):
-        env = {
-            **os.environ,
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
-        }
-        command = [
-            sys.executable,
-            SELF,
-            "--worker",
-            "--preset",
-            args.preset,
-            "--population",
-            str(args.population),
-        ]
-        if args.total_timesteps:
-            command += ["--total-timesteps", str(args.total_timesteps)]
-        out = subprocess.run(
-            command, capture_output=True, text=True, env=env, check=True
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        times[count] = result["seconds"]
+    for devices, processes in () if args.skip_devices else ((1, 1), (2, 1), (1, 2)):
+        result = run_workers(args, devices, processes)
+        times[devices, processes] = result["seconds"]
         print(
-            f"population {args.population} on {result['devices']} host device(s): "
-            f"one generation {result['seconds']:6.1f} s"
+            f"population {args.population} on {processes} process(es) x {devices} "
+            f"host device(s): one generation {result['seconds']:6.1f} s"
         )
     if times:
-        ratios["two_devices_over_one"] = times[1] / times[2]
+        ratios["two_devices_over_one"] = times[1, 1] / times[2, 1]
+        ratios["two_processes_over_one"] = times[1, 1] / times[1, 2]
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     step = os.environ.get("LOPT_OPEN_STEP", "auto")
     print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores, OPEN step {step}")

@@ -19,6 +19,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lopt"
 
 #: package -> the packages it must not import.
 FORBIDDEN = {
+    # Multi-process mechanics serve any population code and know none of it.
+    "distributed": {
+        "optim",
+        "envs",
+        "rl",
+        "meta",
+        "configs",
+        "runs",
+        "analysis",
+        "cli",
+    },
     "optim": {"rl", "envs", "meta", "runs", "analysis", "cli", "configs"},
     "envs": {"optim", "rl", "meta", "runs", "analysis", "cli", "configs"},
     "rl": {"meta", "runs", "analysis", "cli", "configs"},

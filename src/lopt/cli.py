@@ -280,6 +280,80 @@ class MetaTrain:
     progress: bool = True
     log: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
     """experiment tracking, repeatable: --log wandb, --log tensorboard"""
+    coordinator: str | None = None
+    """HOST:PORT of process 0, to meta-train as several cooperating processes (one
+    per host or GPU, the same command on each but --process-id)"""
+    num_processes: int | None = None
+    """number of cooperating processes (with --coordinator)"""
+    process_id: int | None = None
+    """this process's index, 0 to num-processes - 1; process 0 writes the run"""
+    distributed: bool = False
+    """join a multi-process run, taking what --coordinator, --num-processes and
+    --process-id leave unset from the cluster (SLURM, Open MPI, ...)"""
+    heartbeat_timeout: int = 30
+    """seconds a process may go silent before the others count it as dead and stop"""
+
+
+def _join_processes(args: MetaTrain):
+    """Joins the multi-process run the options ask for; None on one process."""
+    from lopt import distributed
+
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in given):
+        return None
+    try:
+        return distributed.initialize(
+            *given, heartbeat_timeout_s=args.heartbeat_timeout
+        )
+    except distributed.DistributedError as err:
+        _fail(str(err))
+
+
+def _meta_setup(args: MetaTrain):
+    """``(config, run directory)``: a resumed run's, or a new one prepared."""
+    from lopt.meta.loop import read_config
+    from lopt.runs.rundir import prepare_run_dir
+
+    try:
+        if args.resume is not None:
+            if not (args.resume / "config.json").exists():
+                _fail(f"{args.resume} is not a meta-training run (no config.json)")
+            config = read_config(args.resume)
+            if args.generations is not None:
+                config = dataclasses.replace(
+                    config,
+                    es=dataclasses.replace(config.es, num_generations=args.generations),
+                )
+            return config, args.resume
+        config = _meta_config(args)
+        out = args.out or _default_out("meta-train", args.name)
+        prepare_run_dir(out, args.overwrite)
+        return config, out
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _shared_meta_setup(args: MetaTrain):
+    """:func:`_meta_setup` on process 0, sent to the others (which may not see its
+    files: the run directory, --tuned, --resume)."""
+    import json
+
+    from lopt import distributed
+    from lopt.meta.config import MetaTrainConfig
+    from lopt.serialise import from_dict, to_dict
+
+    if not distributed.is_writer():
+        shared = json.loads(distributed.broadcast_bytes(None))
+        if "error" in shared:
+            _fail(shared["error"])
+        return from_dict(MetaTrainConfig, shared["config"]), Path(shared["out"])
+    shared = {"error": "process 0 could not set up the run; see its output"}
+    try:
+        config, out = _meta_setup(args)
+        shared = {"config": to_dict(config), "out": str(out)}
+    finally:  # also when _meta_setup fails, so that the others stop too
+        distributed.broadcast_bytes(json.dumps(shared).encode())
+    return config, out
 
 
 def _meta_config(args: MetaTrain):
@@ -399,34 +473,36 @@ def _tuned_tasks(tasks, paths):
 
 
 def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
+    from lopt import distributed
+
+    # First: joining must come before any JAX computation, and importing evosax
+    # (lopt.meta) computes.
+    processes = _join_processes(args)
+
     from tqdm.auto import tqdm
 
     from lopt.analysis.plots import plot_meta_training
     from lopt.meta.checkpoint import resume_generation
-    from lopt.meta.loop import meta_train, read_config, read_metrics
+    from lopt.meta.loop import meta_train, read_metrics
     from lopt.runs.records import versions
-    from lopt.runs.rundir import prepare_run_dir
     from lopt.runs.tracking import check_kinds, scalars
     from lopt.serialise import to_dict
 
     try:
         check_kinds(args.log)
-        if args.resume is not None:
-            if not (args.resume / "config.json").exists():
-                _fail(f"{args.resume} is not a meta-training run (no config.json)")
-            config = read_config(args.resume)
-            if args.generations is not None:
-                config = dataclasses.replace(
-                    config,
-                    es=dataclasses.replace(config.es, num_generations=args.generations),
-                )
-            out = args.resume
-        else:
-            config = _meta_config(args)
-            out = args.out or _default_out("meta-train", args.name)
-            prepare_run_dir(out, args.overwrite)
     except ValueError as err:
         _fail(str(err))
+
+    config, out = _shared_meta_setup(args) if processes else _meta_setup(args)
+    writer = distributed.is_writer()
+    if processes:
+        print(
+            f"lopt meta-train: {processes.describe()}; process 0 writes {out}; if "
+            f"a process dies, the others stop within {args.heartbeat_timeout} s "
+            "(then resume with --resume)"
+        )
+    if not writer:
+        args = dataclasses.replace(args, progress=False)
 
     es = config.es
     envs = ", ".join(f"{t.algo} on {t.config.env}" for t in config.tasks)
@@ -438,9 +514,12 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         f"{es.strategy}, population {es.population_size}, {es.num_generations} "
         f"generations -> {out}"
     )
-    start = resume_generation(out) if args.resume else 0
+    start = resume_generation(out) if args.resume and writer else 0
     trackers = _open_trackers(
-        args.log, out, out.name, {"command": command, **to_dict(config)}
+        args.log if writer else (),
+        out,
+        out.name,
+        {"command": command, **to_dict(config)},
     )
     bar = tqdm(
         total=es.num_generations,
@@ -474,7 +553,16 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     except ValueError as err:  # a population that does not split, a bad checkpoint
         bar.close()
         _fail(str(err))
+    except distributed.CollectiveError as err:
+        bar.close()
+        distributed.abort(
+            f"lopt: error: {err}\nlopt: the run stops; resume it from its newest "
+            f"checkpoint with: lopt meta-train --resume {out} (any number of "
+            "processes)"
+        )
     bar.close()
+    if not writer:
+        return summary
     plot_meta_training(read_metrics(out), out)
     trackers.figures([out / "fitness.png", out / "heldout.png"])
     trackers.close()

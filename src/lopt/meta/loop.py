@@ -3,6 +3,11 @@
 The only stateful place of meta-training. Each generation g uses keys derived from
 ``(seed, g)`` alone, and the whole ES state is checkpointed, so a run resumed from a
 checkpoint ends exactly where an uninterrupted run with the same seed would.
+
+On several processes (:mod:`lopt.distributed`) every process runs this loop: each
+evaluates its devices' members, all get every fitness, all step the ES, and
+process 0's state is broadcast so they never drift apart. Process 0 alone reads
+and writes the run directory and evaluates on held-out seeds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lopt import distributed
 from lopt.atomic import atomic_write, write_json
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import MetaTrainConfig
@@ -133,9 +139,12 @@ class MetaTrainer:
             )
         )
 
-    def init_state(self) -> Any:
+    def init_state(self, mean: Any = None) -> Any:
+        """The ES state before generation 0, from ``mean`` (default: the
+        configuration's ``init_from`` file, or zeros)."""
         key = jax.random.fold_in(self.master_key, INIT_STREAM)
-        return strategy.init_state(self.strategy, key, _initial_mean(self.config))
+        mean = _initial_mean(self.config) if mean is None else mean
+        return strategy.init_state(self.strategy, key, mean)
 
     def generation(self, state: Any, generation: int) -> tuple[Any, dict]:
         """One generation: returns the new state and its raw fitness per task."""
@@ -161,6 +170,9 @@ class MetaTrainer:
         state, _ = self.strategy.tell(
             key_tell, population, to_minimisation(fitness), state, params
         )
+        # Identical everywhere on identical hardware; process 0's copy is made
+        # everyone's so that mixed hosts cannot drift apart (no-op on one process).
+        state = distributed.broadcast(state)
         return state, {
             "raw": [np.asarray(r) for r in raw],
             "fitness": fitness,
@@ -265,16 +277,21 @@ def meta_train(
       resume: continue from the newest checkpoint in ``run_dir``.
       command, versions: recorded in ``config.json`` for a fresh run.
       on_generation: called with each generation's metrics record.
-      devices: JAX devices to shard the population over (default: all).
+      devices: JAX devices to shard the population over (default: every
+        process's).
 
     Returns:
-      A summary: the last held-out evaluation and the optimizer's path.
+      A summary: the last held-out evaluation and the optimizer's path (on
+      processes other than 0, which write nothing: only the generation count).
     """
     run_dir = Path(run_dir)
     trainer = MetaTrainer(config, devices)
-    state = trainer.init_state()
+    writer = distributed.is_writer()
+    # Only process 0 reads files (the run directory may exist on its host alone);
+    # the others start from a state of the right shape and receive its values.
+    state = trainer.init_state(None if writer else zeros_meta_params(config.optimizer))
     start, elapsed_before = 0, 0.0
-    if resume:
+    if resume and writer:
         path = checkpoint.latest_checkpoint(run_dir)
         records = read_metrics(run_dir)
         if path is not None:
@@ -284,7 +301,9 @@ def meta_train(
         _rewrite_metrics(run_dir, records)
         if records:
             elapsed_before = records[-1]["wall_time_s"]
-    else:
+    start, state = distributed.broadcast((jnp.int32(start), state))
+    start = int(start)
+    if writer and not resume:
         write_json(
             run_dir / CONFIG_FILE,
             {
@@ -300,7 +319,7 @@ def meta_train(
     def wall() -> float:
         return elapsed_before + time.perf_counter() - clock
 
-    if start == 0:
+    if start == 0 and writer:
         record = {"generation": 0, "wall_time_s": 0.0}
         record["heldout"] = trainer.evaluate_heldout(trainer.solution(state))
         record["wall_time_s"] = wall()
@@ -324,6 +343,10 @@ def meta_train(
             "generation_time_s": seconds,
             "env_steps_per_second": trainer.frames_per_generation / seconds,
         }
+        if not writer:
+            if on_generation:
+                on_generation(record)
+            continue
         if done % config.eval_every == 0 or done == es.num_generations:
             record["heldout"] = trainer.evaluate_heldout(trainer.solution(state))
         if done % config.save_every == 0 or done == es.num_generations:
@@ -340,6 +363,8 @@ def meta_train(
         if on_generation:
             on_generation(record)
 
+    if not writer:
+        return {"generations": es.num_generations, "wall_time_s": wall()}
     last = [r for r in read_metrics(run_dir) if "heldout" in r][-1]
     optimizer_path = save_learned(
         run_dir / OPTIMIZER_FILE,

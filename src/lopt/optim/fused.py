@@ -20,12 +20,13 @@ variable ``LOPT_OPEN_STEP``, else ``"auto"``:
   noise, shared or separate actor/critic meta-parameters, run on CPU), the
   reference otherwise: on GPUs and TPUs (chosen when the step is lowered), for an
   LSTM cell or another size, or when the kernel was not built (with a warning
-  saying why); also when JAX has several CPU devices
-  (``--xla_force_host_platform_device_count``): the kernel has no partitioning
-  rule, so a population sharded over devices would be gathered onto each.
+  saying why).
 - ``"fused"``: as ``"auto"`` but an error where the kernel is missing or does not
-  cover the configuration (on a non-CPU backend the reference still runs; over
-  several CPU devices it runs, correct but gathered).
+  cover the configuration (on a non-CPU backend the reference still runs).
+
+The kernel has no partitioning rule: lopt's executor shards a population with
+``shard_map``, so each device runs it on its own members; under plain ``jit``
+sharding XLA would gather its inputs onto each device (correct, but slower).
 - ``"reference"``: always the pure-JAX step.
 
 ``LOPT_OPEN_THREADS`` caps the threads the kernel uses (default: XLA's CPU thread
@@ -99,13 +100,6 @@ def config_error(config: OPENConfig) -> str | None:
     return None
 
 
-def _cpu_devices() -> int:
-    try:
-        return len(jax.devices("cpu"))
-    except RuntimeError:
-        return 0
-
-
 @functools.cache
 def _warn_once(message: str) -> None:
     warnings.warn(f"{message}; OPEN runs its reference step", stacklevel=3)
@@ -127,10 +121,6 @@ def choose(implementation: str | None, config: OPENConfig) -> str:
     if name == "reference":
         return name
     error = config_error(config) or kernel_error()
-    if error is None and name == "auto" and _cpu_devices() > 1:
-        # Not an error: the kernel has no partitioning rule, so a population
-        # sharded over host devices would be gathered onto each of them.
-        return "reference"
     if error is None:
         return "fused"
     if name == "fused":

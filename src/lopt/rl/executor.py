@@ -6,8 +6,9 @@ of them (``members``: a population of meta-parameters, a grid of learning rates)
 everything vmapped in one jitted function. It can run a whole run in one call, or
 in chunks of updates (one compiled function, reused, its state donated) with a
 progress callback; it can shard the members over devices with a ``jax.sharding``
-mesh. Environments stepped on the host (Atari through ALE) run behind the same
-call on the host backend (:mod:`lopt.rl.host_backend`).
+mesh, which may span several processes (:mod:`lopt.distributed`). Environments
+stepped on the host (Atari through ALE) run behind the same call on the host
+backend (:mod:`lopt.rl.host_backend`).
 
 ``lopt train``, ``lopt eval``, ``lopt tune``, meta-training and the benchmarks all
 run through it::
@@ -25,6 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lopt import distributed
 from lopt.envs.registry import is_host
 from lopt.optim.optimizer import Optimizer
 from lopt.rl.algorithm import AlgorithmConfig, TrainState
@@ -33,8 +35,8 @@ from lopt.rl.registry import make_algorithm
 MEMBER_AXIS = "members"
 
 
-class MemberShardingError(ValueError):
-    """A batch of optimizer parameters that does not split evenly over devices."""
+#: A batch of optimizer parameters that does not split evenly over devices.
+MemberShardingError = distributed.MeshDivisionError
 
 
 def seed_keys(seeds: Sequence[int]) -> jax.Array:
@@ -50,14 +52,9 @@ def chunk_size(num_updates: int, target_chunks: int = 25) -> int:
 
 
 def member_mesh(num_members: int, devices: list | None = None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all), checking the members split."""
-    devices = list(jax.devices() if devices is None else devices)
-    if num_members % len(devices):
-        raise MemberShardingError(
-            f"a population of {num_members} does not split over {len(devices)} "
-            f"devices; use a population size that is a multiple of {len(devices)}"
-        )
-    return Mesh(np.asarray(devices), (MEMBER_AXIS,))
+    """A 1-D mesh over ``devices`` (default: every process's), checking the
+    members split."""
+    return distributed.mesh(num_members, MEMBER_AXIS, devices)
 
 
 class Executor:
@@ -122,24 +119,43 @@ class Executor:
         batch_axis = 0 if (state_in or self.keys_per_member) else None
         return jax.vmap(over_seeds, in_axes=(batch_axis, 0))
 
-    def _jit(self, fn: Callable, **kwargs) -> Callable:
+    def _jit(self, fn: Callable, state_in: bool, **kwargs) -> Callable:
+        """``fn`` jitted; on a mesh, each device runs it on its own members
+        (``shard_map``): the same program as on one device, so the same numbers,
+        and custom calls (OPEN's fused step) need no partitioning rule."""
         if self.mesh is None:
             return jax.jit(fn, **kwargs)
-        return jax.jit(fn, out_shardings=self._by_member, **kwargs)
+        first = PartitionSpec(
+            MEMBER_AXIS if (state_in or self.keys_per_member) else None
+        )
+        sharded = jax.shard_map(
+            fn,
+            mesh=self.mesh,
+            in_specs=(first, PartitionSpec(MEMBER_AXIS)),
+            out_specs=PartitionSpec(MEMBER_AXIS),
+            # The scans' carries mix values that vary over members with ones
+            # that do not; JAX's check of that fails on the carry's types.
+            check_vma=False,
+        )
+        return jax.jit(sharded, **kwargs)
 
     @property
     def _by_member(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(MEMBER_AXIS))
 
     def _place(self, keys: jax.Array, opt_params: Any) -> tuple[jax.Array, Any]:
-        """Puts the member axis on the mesh (the ES may hand over any layout)."""
+        """Puts the member axis on the mesh (the ES may hand over any layout).
+
+        On a mesh spanning processes every process holds all members (same ES
+        state, same key) and supplies its own devices' ones."""
         if self.mesh is None:
             return keys, opt_params
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        keys_sharding = self._by_member if self.keys_per_member else replicated
+        place_keys = (
+            distributed.shard_rows if self.keys_per_member else distributed.replicate
+        )
         return (
-            jax.device_put(keys, keys_sharding),
-            jax.device_put(opt_params, self._by_member),
+            place_keys(keys, self.mesh),
+            distributed.shard_rows(opt_params, self.mesh),
         )
 
     def _functions(self) -> dict:
@@ -165,9 +181,9 @@ class Executor:
             return state._replace(opt_params=None), select(metrics)
 
         self._compiled = {
-            "whole": self._jit(self._over_batch(whole, state_in=False)),
-            "init": self._jit(self._over_batch(init, state_in=False)),
-            "run": self._jit(self._over_batch(run, state_in=True), donate_argnums=0),
+            "whole": self._jit(self._over_batch(whole, False), False),
+            "init": self._jit(self._over_batch(init, False), False),
+            "run": self._jit(self._over_batch(run, True), True, donate_argnums=0),
         }
         return self._compiled
 
@@ -215,14 +231,14 @@ class Executor:
         keys, opt_params = self._place(keys, opt_params)
         if self.chunk is None:
             state, metrics = functions["whole"](keys, opt_params)
-            metrics = jax.device_get(metrics)
+            metrics = distributed.gather(metrics)
             self._report(self.config.num_updates, metrics, on_progress, on_metrics)
             return metrics, state
         state = functions["init"](keys, opt_params)
         pieces = []
         for done in range(self.chunk, self.config.num_updates + 1, self.chunk):
             state, metrics = functions["run"](state, opt_params)
-            pieces.append(jax.device_get(metrics))
+            pieces.append(distributed.gather(metrics))
             self._report(done, pieces[-1], on_progress, on_metrics)
         time_axis = 2 if self.members else 1
         metrics = {
