@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lopt.atomic import atomic_write
+from lopt.atomic import atomic_write, write_json
 from lopt.optim.learned import (
     LearnedConfig,
     check_meta_params,
@@ -179,10 +179,20 @@ def save_learned(
 ) -> Path:
     """Writes ``meta_params`` as a flat float32 ``.npy`` (jax pytree order, the
     released layout for OPEN) and its kind and configuration as ``<name>.json``,
-    each atomically (temporary file, then rename)."""
+    each atomically (temporary file, then rename).
+
+    Raises:
+      OptimizerFileError: a non-finite meta-parameter (nothing is written).
+    """
     check_meta_params(meta_params, config)
     path = Path(path)
     vector = np.asarray(ravel_meta_params(meta_params), np.float32)
+    bad = int(np.sum(~np.isfinite(vector)))
+    if bad:
+        raise OptimizerFileError(
+            f"{path}: {bad} of the {vector.size} meta-parameters are not finite; "
+            "an optimizer file holds finite values only"
+        )
     atomic_write(path, lambda f: np.save(f, vector))
     kind = next(k for k, cls in FORMATS.items() if isinstance(config, cls))
     sidecar = {
@@ -191,9 +201,7 @@ def save_learned(
         "config": dataclasses.asdict(config),
         **info,
     }
-    atomic_write(
-        _sidecar(path), lambda f: f.write(json.dumps(sidecar, indent=2).encode())
-    )
+    write_json(_sidecar(path), sidecar)
     return path
 
 
