@@ -177,6 +177,7 @@ class Executor:
         keys: jax.Array,
         opt_params: Any = None,
         on_progress: Callable[[int], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, np.ndarray], Any]:
         """Trains every seed (and member).
 
@@ -186,11 +187,15 @@ class Executor:
           opt_params: the optimizer's parameters (default: its own), with a
             leading member axis ``P`` if ``members``.
           on_progress: called with the number of updates done after each call.
+          stop: asked after each chunk (and each host update); True ends the run
+            there, with the metrics of the updates done (a run stopped by the
+            user: :mod:`lopt.cli` keeps them as a partial run).
 
         Returns:
           ``(metrics, final_state)``: each metric (after ``select``) as a NumPy
           array ``(S, T, ...)``, or ``(P, S, T, ...)`` with members, where T is
-          the metric's length per call times the calls; the final state
+          the metric's length per call times the calls done (an empty dict when
+          stopped before the first chunk ended); the final state
           (batched like the metrics; None without ``keep_state``; on the host,
           the list of each seed's final agent parameters).
         """
@@ -198,7 +203,9 @@ class Executor:
         if self.host:
             from lopt.rl.host_backend import run_host
 
-            return run_host(self.config, self.optimizer, keys, opt_params, on_progress)
+            return run_host(
+                self.config, self.optimizer, keys, opt_params, on_progress, stop=stop
+            )
         functions = self._functions()
         keys, opt_params = self._place(keys, opt_params)
         if self.chunk is None:
@@ -213,8 +220,11 @@ class Executor:
             pieces.append(jax.device_get(metrics))
             if on_progress is not None:
                 on_progress(done)
+            if stop is not None and stop():
+                break
         time_axis = 2 if self.members else 1
         metrics = {
-            k: np.concatenate([p[k] for p in pieces], axis=time_axis) for k in pieces[0]
+            k: np.concatenate([p[k] for p in pieces], axis=time_axis)
+            for k in (pieces[0] if pieces else ())
         }
         return metrics, (state if self.keep_state else None)
