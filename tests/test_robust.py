@@ -168,19 +168,8 @@ def test_the_flag_leaves_the_run_as_it_was():
 
 def test_train_marks_diverged_seeds_and_exits_non_zero(tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = run_cli(
-        [
-            *TRAIN,
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "1e30",
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        capsys,
-    )
+    args = ["--optimizer", "sgd", "--lr", "1e30", "--no-progress", "--out"]
+    code, _, err = run_cli([*TRAIN, *args, str(out)], capsys)
     assert code == cli.EXIT_DIVERGED
     assert "lopt: warning: 2 of 2 seeds diverged" in err
     assert "every seed diverged" in err
@@ -236,28 +225,9 @@ def test_tuning_never_picks_a_setting_that_diverged_on_a_seed():
 @pytest.mark.heavy
 def test_tune_skips_a_diverging_learning_rate(tmp_path, capsys):
     out = tmp_path / "tune"
-    code, _, err = run_cli(
-        [
-            "tune",
-            "--env",
-            "cartpole",
-            "--lrs",
-            "1e30",
-            "1e-3",
-            "--b2s",
-            "0.99",
-            "--anneal",
-            "off",
-            "--seeds",
-            "2",
-            "--total-timesteps",
-            "1024",
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        capsys,
-    )
+    args = "tune --env cartpole --lrs 1e30 1e-3 --b2s 0.99 --anneal off --seeds 2"
+    args += " --total-timesteps 1024 --no-progress --out"
+    code, _, err = run_cli([*args.split(), str(out)], capsys)
     assert code == 0, err
     assert "1 of 2 settings diverged" in err
     summary = strict_json(out / "summary.json")
@@ -560,6 +530,7 @@ class _SignallingBar:
 def test_a_signal_keeps_the_updates_done(tmp_path, capsys, monkeypatch, signum):
     monkeypatch.setattr(cli, "_progress_bar", lambda *a: _SignallingBar(signum))
     out = tmp_path / "run"
+    before = signal.getsignal(signum)
     # 8 updates in chunks of 1: the run stops after the first.
     code, _, err = run_cli(
         [*TRAIN[:5], "--total-timesteps", "4096", "--out", str(out)], capsys
@@ -572,7 +543,7 @@ def test_a_signal_keeps_the_updates_done(tmp_path, capsys, monkeypatch, signum):
     assert len(summary["final_returns"]) == 2
     returns = np.loadtxt(out / "returns.csv", delimiter=",", skiprows=1, ndmin=2)
     assert returns.shape == (1, 4)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signum) is before
 
 
 def test_meta_training_stops_at_a_generation_boundary(tmp_path):

@@ -19,7 +19,7 @@ import tyro
 from lopt import __version__
 from lopt.optim.network import OPENConfig
 from lopt.runs.rundir import release_run_dir
-from lopt.validation import check_options
+from lopt.validation import check_options, flag
 
 #: Exit codes: 2 a bad invocation (one ``lopt: error:`` line), 3 a run that ended
 #: but diverged (every seed, setting or the ES mean), 128 + N a run stopped by
@@ -221,7 +221,7 @@ def run_train(args: Train, command: list[str]) -> dict:
             title=f"{config.env}: {args.algo.upper()} with {optimizer.name}",
         )
         _report_train(summary, optimizer.name, wall, out)
-    if stop():
+    if done < config.num_updates:  # stopped by a signal
         stop.exit(
             f"{done} of {config.num_updates} updates done, written to {out} as a "
             'partial run (summary.json: "status": "partial")'
@@ -409,7 +409,7 @@ def _resume_config(args: MetaTrain):
     config = read_config(args.resume)
     allowed = {"resume", "progress", "generations", *ES_OPTIONS}
     fixed = [
-        _flag(f.name)
+        f"the preset {args.name}" if f.name == "name" else flag(f.name)
         for f in dataclasses.fields(args)
         if f.name not in allowed and getattr(args, f.name) != f.default
     ]
@@ -421,7 +421,7 @@ def _resume_config(args: MetaTrain):
     resumed = _with_es_options(config, args)
     options = {setting: option for option, setting in ES_OPTIONS.items()}
     different = [
-        f"{_flag(options.get(path, path))} {new} (the run has {old})"
+        f"{flag(options.get(path, path))} {new} (the run has {old})"
         for path, old, new in changes(config, resumed)
         if path != "es.num_generations"
     ]
@@ -432,10 +432,6 @@ def _resume_config(args: MetaTrain):
             "--generations may change), or start a new run with --out"
         )
     return resumed
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _learned_config(args: MetaTrain, config):
@@ -503,13 +499,6 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         if args.resume is not None:
             config = _resume_config(args)
             out = prepare_run_dir(args.resume, False, resume=True)
-            done = resume_generation(out)
-            if config.es.num_generations < done:
-                _fail(
-                    f"{out} has done {done} generations; --generations "
-                    f"{config.es.num_generations} would end before them: give "
-                    f"{done} or more"
-                )
         else:
             config = _meta_config(args)
             out = args.out or _default_out("meta-train", args.name)

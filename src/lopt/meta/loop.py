@@ -327,16 +327,17 @@ def meta_train(
     start, elapsed_before = 0, 0.0
     if resume:
         check_resume(read_config(run_dir), config)
+        done = checkpoint.resume_generation(run_dir)
+        if config.es.num_generations < done:
+            raise MetaTrainingError(
+                f"{run_dir} has done {done} generations; --generations "
+                f"{config.es.num_generations} would end before them: give "
+                f"{done} or more"
+            )
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         start, state = checkpoint.load_latest(
             run_dir, state, report=notify or warnings.warn
         )
-        if config.es.num_generations < start:
-            raise MetaTrainingError(
-                f"{run_dir} has done {start} generations; --generations "
-                f"{config.es.num_generations} would end before them: give "
-                f"{start} or more"
-            )
         saved["config"] = to_dict(config)
         saved["resumed"] = [*saved.get("resumed", []), command or []]
         write_json(run_dir / CONFIG_FILE, saved)
