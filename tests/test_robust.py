@@ -531,6 +531,8 @@ def test_a_signal_keeps_the_updates_done(tmp_path, capsys, monkeypatch, signum):
     monkeypatch.setattr(cli, "_progress_bar", lambda *a: _SignallingBar(signum))
     out = tmp_path / "run"
     before = signal.getsignal(signum)
+    # As in a terminal (a background job of a script starts with SIGINT ignored).
+    monkeypatch.setattr(signal, "getsignal", lambda s: signal.default_int_handler)
     # 8 updates in chunks of 1: the run stops after the first.
     code, _, err = run_cli(
         [*TRAIN[:5], "--total-timesteps", "4096", "--out", str(out)], capsys
@@ -543,7 +545,18 @@ def test_a_signal_keeps_the_updates_done(tmp_path, capsys, monkeypatch, signum):
     assert len(summary["final_returns"]) == 2
     returns = np.loadtxt(out / "returns.csv", delimiter=",", skiprows=1, ndmin=2)
     assert returns.shape == (1, 4)
-    assert signal.getsignal(signum) is before
+    monkeypatch.undo()
+    assert signal.getsignal(signum) is before  # the command's handler is gone
+
+
+def test_an_ignored_signal_stays_ignored():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with cli._stoppable("stopping"):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert callable(signal.getsignal(signal.SIGTERM))
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def test_meta_training_stops_at_a_generation_boundary(tmp_path):
@@ -593,6 +606,9 @@ def test_ctrl_c_during_lopt_train_writes_a_partial_run(tmp_path):
             stdout=subprocess.PIPE,
             stderr=err,
             env={**os.environ, "PYTHONPATH": str(SRC)},
+            # Ctrl-C as in a terminal: not ignored, as a script's background job
+            # (which may be running these tests) would have it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         # tqdm shows the updates done: wait for the first chunk (15 of 390).
         assert _wait_for(lambda: " 15/390 " in err_path.read_text())

@@ -73,7 +73,13 @@ def _stoppable(what: str):
             flush=True,
         )
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the process was started ignoring (a script's background job
+    # ignores SIGINT) stays ignored.
+    previous = {
+        s: signal.signal(s, handler)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         yield stop
     finally:
