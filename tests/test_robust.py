@@ -67,10 +67,10 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def tiny_meta(**changes) -> MetaTrainConfig:
+def tiny_meta(generations: int = 3, **changes) -> MetaTrainConfig:
     return MetaTrainConfig(
         tasks=(TaskConfig(config=tiny_ppo(total_timesteps=64)),),
-        es=ESConfig(population_size=4, num_generations=3, sigma=0.1, lr=0.05),
+        es=ESConfig(population_size=4, num_generations=generations, sigma=0.1, lr=0.05),
         save_every=1,
         eval_every=3,
         num_eval_seeds=2,
@@ -560,22 +560,22 @@ def test_an_ignored_signal_stays_ignored():
 
 
 def test_meta_training_stops_at_a_generation_boundary(tmp_path):
-    config = dataclasses.replace(tiny_meta(), save_every=5)
+    config = tiny_meta(generations=2, save_every=5)
     asked = []
-    result = meta_train(
-        config, tmp_path, stop=lambda: asked.append(1) or len(asked) > 2
-    )
+    # Asked before each generation: the second time, after generation 1.
+    stop = lambda: asked.append(1) or len(asked) > 1  # noqa: E731
+    result = meta_train(config, tmp_path, stop=stop)
     assert result == {
         "interrupted": True,
-        "generation": 2,
-        "checkpoint": str(checkpoint.checkpoint_path(tmp_path, 2)),
+        "generation": 1,
+        "checkpoint": str(checkpoint.checkpoint_path(tmp_path, 1)),
     }
     assert not (tmp_path / "optimizer.npy").exists()
     assert not (tmp_path / "summary.json").exists()
-    assert checkpoint.resume_generation(tmp_path) == 2
+    assert checkpoint.resume_generation(tmp_path) == 1
     summary = meta_train(config, tmp_path, resume=True)
-    assert summary["generations"] == 3
-    assert [r["generation"] for r in read_metrics(tmp_path)] == [0, 1, 2, 3]
+    assert summary["generations"] == 2
+    assert [r["generation"] for r in read_metrics(tmp_path)] == [0, 1, 2]
 
 
 def _wait_for(predicate, timeout=300.0):
@@ -591,6 +591,9 @@ def _wait_for(predicate, timeout=300.0):
 def test_ctrl_c_during_lopt_train_writes_a_partial_run(tmp_path):
     out = tmp_path / "run"
     err_path = tmp_path / "err.txt"
+    # Ctrl-C as in a terminal: not ignored, as it is in a script's background job
+    # (which may be running these tests) and in the processes it starts.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(err_path, "w") as err:
         process = subprocess.Popen(
             [
@@ -606,10 +609,8 @@ def test_ctrl_c_during_lopt_train_writes_a_partial_run(tmp_path):
             stdout=subprocess.PIPE,
             stderr=err,
             env={**os.environ, "PYTHONPATH": str(SRC)},
-            # Ctrl-C as in a terminal: not ignored, as a script's background job
-            # (which may be running these tests) would have it.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
+        signal.signal(signal.SIGINT, previous)
         # tqdm shows the updates done: wait for the first chunk (15 of 390).
         assert _wait_for(lambda: " 15/390 " in err_path.read_text())
         process.send_signal(signal.SIGINT)
