@@ -85,11 +85,14 @@ def _numeric(hint) -> bool:
 
 
 def test_every_number_a_user_can_type_has_a_range():
+    found = []
     for name, (cls, _) in cli.COMMANDS.items():
         hints = typing.get_type_hints(cls, include_extras=True)
         numeric = [f.name for f in dataclasses.fields(cls) if _numeric(hints[f.name])]
         missing = [f for f in numeric if f not in OPTION_RANGES]
-        assert numeric and not missing, (name, missing)
+        assert not missing, (name, missing)
+        found += numeric
+    assert {"lr", "lrs", "sigma", "seed", "seeds", "population"} <= set(found)
 
 
 @pytest.mark.parametrize(
