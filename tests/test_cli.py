@@ -117,7 +117,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
         (["--env", "pong"], "unknown environment 'pong'"),
         (["--optimizer", "adamw"], "unknown optimizer 'adamw'"),
         (["--optimizer", "open:missing.npy"], "no such file"),
-        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--seeds", "0"], "--seeds must be a whole number >= 1 (got 0)"),
         (["--total-timesteps", "10"], "less than one update"),
     ],
 )

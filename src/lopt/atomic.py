@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -32,14 +33,29 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Writes ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=_default)
+    """Writes ``data`` as indented JSON (:func:`json_text`), atomically."""
+    text = json_text(data, indent=2)
     atomic_write(Path(path), lambda f: f.write((text + "\n").encode()))
 
 
-def _default(obj: Any) -> Any:
+def json_text(data: Any, indent: int | None = None) -> str:
+    """``data`` as strict JSON: NaN and infinities (a diverged run's numbers)
+    become ``null``, never the bare ``NaN`` other readers reject; NumPy values
+    become lists and numbers, paths strings."""
+    return json.dumps(_plain(data), indent=indent, allow_nan=False)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
     if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _plain(obj.tolist())
     if isinstance(obj, Path):
         return str(obj)
+    if obj is None or isinstance(obj, str | int):
+        return obj
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")

@@ -6,7 +6,10 @@ runs it. Library modules never import this one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,11 +18,78 @@ import tyro
 
 from lopt import __version__
 from lopt.optim.network import OPENConfig
+from lopt.runs.rundir import release_run_dir
+from lopt.validation import check_options, flag
+
+#: Exit codes: 2 a bad invocation (one ``lopt: error:`` line), 3 a run that ended
+#: but diverged (every seed, setting or the ES mean), 128 + N a run stopped by
+#: signal N (130: Ctrl-C, 143: SIGTERM) after keeping what was done.
+EXIT_ERROR, EXIT_DIVERGED = 2, 3
 
 
 def _fail(message: str) -> None:
     print(f"lopt: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(EXIT_ERROR)
+
+
+def _warn(message: str) -> None:
+    print(f"lopt: warning: {message}", file=sys.stderr)
+
+
+class _Stop:
+    """Set by the first SIGINT or SIGTERM: the run stops at its next boundary
+    (a chunk of updates, a generation); ``stop()`` asks whether to."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    def exit(self, message: str) -> None:
+        """Ends the command after a stop: ``message``, exit code 128 + signal."""
+        print(f"lopt: stopped by {self.name}: {message}", file=sys.stderr)
+        raise SystemExit(128 + self.signum)
+
+
+@contextlib.contextmanager
+def _stoppable(what: str):
+    """While inside, SIGINT and SIGTERM set the yielded :class:`_Stop` (and say
+    ``what`` happens next); a second signal stops at once (KeyboardInterrupt)."""
+    stop = _Stop()
+
+    def handler(signum, frame):
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        print(
+            f"\nlopt: {signal.Signals(signum).name} received: {what} (send it again "
+            "to stop at once, losing it)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    # A signal the process was started ignoring (a script's background job
+    # ignores SIGINT) stays ignored.
+    previous = {
+        s: signal.signal(s, handler)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _number(x) -> str:
+    """A statistic for a table: ``nan`` or None (a diverged run) as such."""
+    return "diverged" if x is None or x != x else f"{x:.2f}"
 
 
 def _default_out(kind: str, *parts: str) -> Path:
@@ -144,8 +214,6 @@ def run_train(args: Train, command: list[str]) -> dict:
     from lopt.runs.rundir import prepare_run_dir
     from lopt.runs.tracking import check_kinds
 
-    if args.seeds < 1:
-        _fail("--seeds must be at least 1")
     try:
         preset = preset_for(args.env, args.preset, args.algo)
         spec = args.optimizer or "adam"
@@ -184,33 +252,60 @@ def run_train(args: Train, command: list[str]) -> dict:
         f"{config.num_updates * config.frames_per_update:,} steps -> {out}"
     )
     start = time.perf_counter()
-    with _progress_bar(config.num_updates, "training", args.progress) as bar:
+    stopping = "stopping after the current chunk of updates, keeping those done"
+    with (
+        _progress_bar(config.num_updates, "training", args.progress) as bar,
+        _stoppable(stopping) as stop,
+    ):
         try:
             executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
             metrics, _ = executor(
                 seed_keys(seeds),
                 on_progress=lambda n: bar.update(n - bar.n),
                 on_metrics=lambda done, m: _log_updates(trackers, m, seeds, done),
+                stop=stop,
             )
         except ValueError as err:  # e.g. an environment's missing data file
             bar.close()
             _fail(str(err))
     wall = time.perf_counter() - start
-    summary = write_train_run(out, config, optimizer, seeds, metrics, wall, command)
-    plot_learning_curves(
-        env_steps(config),
-        {optimizer.name: metrics["return"]},
-        out / "learning_curve.png",
-        title=f"{config.env}: {args.algo.upper()} with {optimizer.name}",
+    summary = write_train_run(
+        out, config, optimizer, seeds, metrics, wall, command, stopped_by=stop.name
     )
-    trackers.figures([out / "learning_curve.png"])
+    done = summary["updates_done"]
+    if done:
+        plot_learning_curves(
+            env_steps(config)[:done],
+            {optimizer.name: metrics["return"]},
+            out / "learning_curve.png",
+            title=f"{config.env}: {args.algo.upper()} with {optimizer.name}",
+        )
+        trackers.figures([out / "learning_curve.png"])
+        _report_train(summary, optimizer.name, wall, out)
     trackers.close()
+    if done < config.num_updates:  # stopped by a signal
+        stop.exit(
+            f"{done} of {config.num_updates} updates done, written to {out} as a "
+            'partial run (summary.json: "status": "partial")'
+        )
+    diverged = summary["diverged_seeds"]
+    if diverged and len(diverged) == len(seeds):
+        _warn(
+            "every seed diverged; lower the learning rate (--lr) or choose another "
+            "optimizer"
+        )
+        raise SystemExit(EXIT_DIVERGED)
+    return summary
+
+
+def _report_train(summary: dict, name: str, wall: float, out: Path) -> None:
+    """Prints a training run's table, its final returns and its diverged seeds."""
     _print_table(
         [
             {
-                "optimizer": optimizer.name,
-                "seeds": len(seeds),
-                **{k: f"{summary[k]:.2f}" for k in ("mean", "iqm", "min", "max")},
+                "optimizer": name,
+                "seeds": len(summary["seeds"]),
+                **{k: _number(summary[k]) for k in ("mean", "iqm", "min", "max")},
             }
         ],
         ["optimizer", "seeds", "mean", "iqm", "min", "max"],
@@ -220,7 +315,18 @@ def run_train(args: Train, command: list[str]) -> dict:
         f"{wall:.1f} s ({summary['env_steps_per_second']:,.0f} env steps/s); "
         f"results in {out}"
     )
-    return summary
+    where = [
+        f"seed {seed} at update {update}"
+        for seed, update in zip(
+            summary["seeds"], summary["diverged_at_update"], strict=True
+        )
+        if update
+    ]
+    if where:
+        _warn(
+            f"{len(where)} of {len(summary['seeds'])} seeds diverged (non-finite "
+            f"parameters, losses or updates): {', '.join(where)}"
+        )
 
 
 @dataclasses.dataclass
@@ -310,24 +416,23 @@ def _join_processes(args: MetaTrain):
 
 
 def _meta_setup(args: MetaTrain):
-    """``(config, run directory)``: a resumed run's, or a new one prepared."""
-    from lopt.meta.loop import read_config
-    from lopt.runs.rundir import prepare_run_dir
+    """``(config, run directory)``: a resumed run's (its settings checked against
+    the options given), or a new one prepared (an old run set aside with
+    ``--overwrite``)."""
+    from lopt.runs.rundir import prepare_run_dir, set_aside
 
     try:
         if args.resume is not None:
             if not (args.resume / "config.json").exists():
                 _fail(f"{args.resume} is not a meta-training run (no config.json)")
-            config = read_config(args.resume)
-            if args.generations is not None:
-                config = dataclasses.replace(
-                    config,
-                    es=dataclasses.replace(config.es, num_generations=args.generations),
-                )
-            return config, args.resume
+            config = _resume_config(args)
+            return config, prepare_run_dir(args.resume, False, resume=True)
         config = _meta_config(args)
         out = args.out or _default_out("meta-train", args.name)
         prepare_run_dir(out, args.overwrite)
+        moved = set_aside(out) if args.overwrite else None
+        if moved is not None:
+            print(f"lopt meta-train: the old run's files moved to {moved}")
         return config, out
     except ValueError as err:
         _fail(str(err))
@@ -395,29 +500,78 @@ def _meta_config(args: MetaTrain):
             config, optimizer=dataclasses.replace(config.optimizer, cell=args.cell)
         )
     config = dataclasses.replace(config, optimizer=_learned_config(args, config))
-    es_changes = {
-        "strategy": args.strategy,
-        "population_size": args.population,
-        "num_generations": args.generations,
-        "num_rollouts": args.rollouts,
-        "sigma": args.sigma,
-        "sigma_decay": args.sigma_decay,
-        "lr": args.lr,
-        "lr_decay": args.lr_decay,
+    return _with_es_options(config, args)
+
+
+#: MetaTrain option -> the setting of MetaTrainConfig it sets ("es." for ESConfig's).
+ES_OPTIONS = {
+    "strategy": "es.strategy",
+    "population": "es.population_size",
+    "generations": "es.num_generations",
+    "rollouts": "es.num_rollouts",
+    "sigma": "es.sigma",
+    "sigma_decay": "es.sigma_decay",
+    "lr": "es.lr",
+    "lr_decay": "es.lr_decay",
+    "save_every": "save_every",
+    "eval_every": "eval_every",
+    "seed": "seed",
+    "init_from": "init_from",
+}
+
+
+def _with_es_options(config, args: MetaTrain):
+    """``config`` with the ES and run options that ``args`` gives (not None)."""
+    given = {
+        setting: getattr(args, option)
+        for option, setting in ES_OPTIONS.items()
+        if getattr(args, option) is not None
     }
     es = dataclasses.replace(
-        config.es, **{k: v for k, v in es_changes.items() if v is not None}
+        config.es, **{k[3:]: v for k, v in given.items() if k.startswith("es.")}
     )
-    run_changes = {
-        "save_every": args.save_every,
-        "eval_every": args.eval_every,
-        "seed": args.seed,
-        "init_from": args.init_from,
-    }
-    config = dataclasses.replace(
-        config, es=es, **{k: v for k, v in run_changes.items() if v is not None}
+    return dataclasses.replace(
+        config, es=es, **{k: v for k, v in given.items() if not k.startswith("es.")}
     )
-    return config
+
+
+def _resume_config(args: MetaTrain):
+    """The resumed run's own configuration, with ``--generations`` if given.
+
+    Options that would change the run are refused, each named: those that pick
+    its tasks or optimizer, and ES or run settings that differ from its own."""
+    from lopt.meta.loop import read_config
+    from lopt.serialise import changes
+
+    config = read_config(args.resume)
+    # How this run is launched and watched may change; what it computes may not.
+    launch = {"log", "coordinator", "num_processes", "process_id", "distributed"}
+    allowed = {"resume", "progress", "generations", "heartbeat_timeout", *launch}
+    allowed |= set(ES_OPTIONS)
+    fixed = [
+        f"the preset {args.name}" if f.name == "name" else flag(f.name)
+        for f in dataclasses.fields(args)
+        if f.name not in allowed and getattr(args, f.name) != f.default
+    ]
+    if fixed:
+        _fail(
+            f"--resume continues {args.resume} with the settings it was started "
+            f"with; leave out {', '.join(fixed)} (or start a new run with --out)"
+        )
+    resumed = _with_es_options(config, args)
+    options = {setting: option for option, setting in ES_OPTIONS.items()}
+    different = [
+        f"{flag(options.get(path, path))} {new} (the run has {old})"
+        for path, old, new in changes(config, resumed)
+        if path != "es.num_generations"
+    ]
+    if different:
+        _fail(
+            f"--resume continues {args.resume} with the settings it was started "
+            f"with; these differ: {', '.join(different)}. Leave them out (only "
+            "--generations may change), or start a new run with --out"
+        )
+    return resumed
 
 
 def _learned_config(args: MetaTrain, config):
@@ -483,7 +637,7 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
 
     from lopt.analysis.plots import plot_meta_training
     from lopt.meta.checkpoint import resume_generation
-    from lopt.meta.loop import meta_train, read_metrics
+    from lopt.meta.loop import MetaTrainingDivergedError, meta_train, read_metrics
     from lopt.runs.records import versions
     from lopt.runs.tracking import check_kinds, scalars
     from lopt.serialise import to_dict
@@ -533,23 +687,35 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         postfix = {}
         if "fitness" in record:
             bar.update(1)
-            postfix["fitness"] = f"{record['fitness']['combined']['mean']:.3g}"
-            postfix["best"] = f"{record['fitness']['combined']['max']:.3g}"
+            combined = record["fitness"]["combined"]
+            for name, key in (("fitness", "mean"), ("best", "max")):
+                value = combined[key]  # None: no member's fitness was finite
+                postfix[name] = "nan" if value is None else f"{value:.3g}"
         if "heldout" in record:
             means = [v["mean"] for v in record["heldout"].values()]
             postfix["held-out"] = "/".join(f"{m:.3g}" for m in means)
         bar.set_postfix(postfix)
         trackers.log(scalars(record), record["generation"], "generation")
 
+    stopping = "stopping at the end of this generation, with a checkpoint there"
     try:
-        summary = meta_train(
-            config,
-            out,
-            resume=args.resume is not None,
-            command=command,
-            versions=versions(),
-            on_generation=on_generation,
-        )
+        with _stoppable(stopping) as stop:
+            summary = meta_train(
+                config,
+                out,
+                resume=args.resume is not None,
+                command=command,
+                versions=versions(),
+                on_generation=on_generation,
+                stop=stop,
+                notify=_warn,
+            )
+    except MetaTrainingDivergedError as err:
+        bar.close()
+        plot_meta_training(read_metrics(out), out)
+        trackers.close()
+        _warn(str(err))
+        raise SystemExit(EXIT_DIVERGED) from None
     except ValueError as err:  # a population that does not split, a bad checkpoint
         bar.close()
         _fail(str(err))
@@ -566,15 +732,21 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     plot_meta_training(read_metrics(out), out)
     trackers.figures([out / "fitness.png", out / "heldout.png"])
     trackers.close()
+    if summary.get("interrupted"):
+        where = summary["checkpoint"] or "none yet (it starts again from generation 0)"
+        stop.exit(
+            f"{summary['generation']} of {es.num_generations} generations done; "
+            f"checkpoint: {where}. Resume with: lopt meta-train --resume {out}"
+        )
     rows = []
     for env, result in summary["heldout"].items():
         initial = (summary["initial_heldout"] or {}).get(env, {})
         rows.append(
             {
                 "env": env,
-                "start mean": f"{initial.get('mean', float('nan')):.2f}",
-                "final mean": f"{result['mean']:.2f}",
-                "final iqm": f"{result['iqm']:.2f}",
+                "start mean": _number(initial.get("mean", float("nan"))),
+                "final mean": _number(result["mean"]),
+                "final iqm": _number(result["iqm"]),
             }
         )
     print(f"held-out return ({config.num_eval_seeds} seeds):")
@@ -691,6 +863,13 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     trackers.figures(sorted((out / "figures").glob("*.png")))
     trackers.close()
     print(f"\nreport: {out / 'report.html'} (and report.md, summary.json, figures/)")
+    runs = [r for pairs in summary["diverged"].values() for r in pairs.values()]
+    diverged = sum(len(r["seeds"]) for r in runs)
+    if diverged:
+        _warn(f"{diverged} of {len(curves) * len(seeds)} runs diverged (see above)")
+    if diverged == len(curves) * len(seeds):
+        _warn("every run diverged")
+        raise SystemExit(EXIT_DIVERGED)
     return summary
 
 
@@ -781,12 +960,10 @@ def run_tune(args: Tune, command: list[str]) -> dict:
     )
     start = time.perf_counter()
     with _progress_bar(plan.total_updates, "tuning", args.progress) as bar:
-        returns = run_tuning(plan, on_progress=bar.update)
+        metrics = run_tuning(plan, on_progress=bar.update)
     wall = time.perf_counter() - start
-    try:
-        summary = write_tuning(out, plan, returns, wall, command)
-    except ValueError as err:  # every setting diverged
-        _fail(str(err))
+    summary = write_tuning(out, plan, metrics, wall, command)
+    returns = metrics["return"]
     trackers = _open_trackers(args.log, out, out.name, {"command": command})
     for i, setting in enumerate(plan.settings):
         label = f"setting_{i}/"
@@ -797,7 +974,7 @@ def run_tune(args: Tune, command: list[str]) -> dict:
 
     # One line per setting of the other axes, final return against learning rate.
     lrs = grid.values["learning_rate"]
-    final = returns[:, :, -1]
+    final = metrics["return"][:, :, -1]
     lines: dict[str, list] = {}
     for i, setting in enumerate(plan.settings):
         lines.setdefault(setting_label(setting, grid.axes), []).append(final[i])
@@ -806,13 +983,29 @@ def run_tune(args: Tune, command: list[str]) -> dict:
         lrs,
         {k: np.stack(v) for k, v in lines.items()},
         out / "final_return_vs_lr.png",
-        best=(best["learning_rate"], best["mean"]),
+        best=None if best is None else (best["learning_rate"], best["mean"]),
         title=f"{plan.env}: {grid.optimizer}, {len(plan.seeds)} seeds per point",
     )
     trackers.figures([out / "final_return_vs_lr.png"])
     trackers.close()
+    diverged = [s for s in summary["settings"] if s["diverged"]]
+    if diverged:
+        _warn(
+            f"{len(diverged)} of {len(plan.settings)} settings diverged on some seed "
+            "(non-finite parameters, losses, updates or return; never chosen): "
+            + "; ".join(
+                f"lr {s['learning_rate']:g} {setting_label(s, grid.axes)}"
+                for s in diverged
+            )
+        )
+    if best is None:
+        _warn(
+            f"every setting diverged; no tuned.json written (results in {out}); try "
+            "smaller --lrs"
+        )
+        raise SystemExit(EXIT_DIVERGED)
     ranked = sorted(
-        (s for s in summary["settings"] if s["mean"] is not None),
+        (s for s in summary["settings"] if not s["diverged"]),
         key=lambda s: -s["mean"],
     )
     _print_table(
@@ -826,9 +1019,6 @@ def run_tune(args: Tune, command: list[str]) -> dict:
         ],
         ["lr", "setting", "mean", "iqm", "min", "max"],
     )
-    diverged = sum(s["diverged"] for s in summary["settings"])
-    if diverged:
-        print(f"{diverged} setting(s) diverged (non-finite return)")
     print(
         f"best: lr {best['learning_rate']:g} {setting_label(best, grid.axes)}, mean "
         f"final return {best['mean']:.2f}; {wall:.0f} s; results in {out}\n"
@@ -876,9 +1066,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     # What config.json and reports record: the command as the user typed it.
     command = ["lopt", *(sys.argv[1:] if argv is None else argv)]
-    for cls, run in COMMANDS.values():
-        if isinstance(args, cls):
-            run(args, command)
+    run = next(run for cls, run in COMMANDS.values() if isinstance(args, cls))
+    try:
+        check_options(args)
+        run(args, command)
+    except KeyboardInterrupt:
+        print("\nlopt: interrupted", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
+    except (ValueError, OSError) as err:
+        # Every lopt input error is a ValueError; OSErrors are the file system's.
+        # LOPT_TRACEBACK=1 shows where one came from.
+        if os.environ.get("LOPT_TRACEBACK"):
+            raise
+        _fail(_describe(err))
+    finally:
+        release_run_dir()
+
+
+def _describe(err: Exception) -> str:
+    """One line for an error: an OSError with the file it concerns."""
+    if isinstance(err, OSError) and err.strerror:
+        where = err.filename if err.filename is not None else ""
+        return f"{where}: {err.strerror}" if where else err.strerror
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -94,3 +94,23 @@ def _tagged(classes: tuple[type, ...], value: dict) -> Any:
             f"unknown {KIND} {kind!r}; expected one of {', '.join(by_name)}"
         )
     return from_dict(by_name[kind], data)
+
+
+def changes(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Where two configs (dataclasses, or :func:`to_dict`'s plain data) differ:
+    ``(dotted path, old value, new value)`` per differing setting, e.g.
+    ``("es.sigma", 0.1, 0.5)``; lists of different lengths differ as a whole."""
+    old, new = to_dict(old), to_dict(new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            found += changes(old.get(key), new.get(key), path)
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            c
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for c in changes(a, b, f"{prefix}[{i}]")
+        ]
+    return [] if old == new else [(prefix, old, new)]

@@ -32,3 +32,17 @@ def summarise(final_returns: np.ndarray) -> dict[str, float]:
         "max": float(x.max()),
         "num_seeds": int(x.size),
     }
+
+
+def diverged_at(finite: np.ndarray) -> list[int | None]:
+    """Per run, the update (counted from 1) after which it first was not finite
+    (parameters, losses or updates: the ``finite`` metric of
+    :func:`lopt.rl.algorithm.finite_update`), or None for a run that stayed finite.
+
+    Args:
+      finite: bool, shape ``(..., num_updates)``; runs along the leading axes,
+        flattened in C order.
+    """
+    flags = np.asarray(finite, bool)
+    flags = flags.reshape(-1, flags.shape[-1])
+    return [int(np.argmin(row)) + 1 if not row.all() else None for row in flags]

@@ -108,7 +108,8 @@ def plot_meta_training(records: Sequence[dict], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
         for i, env in enumerate(envs):
             x = [r["generation"] for r in evals]
-            runs = np.array([r["heldout"][env]["returns"] for r in evals]).T
+            # null: a non-finite return (a diverged run), written as JSON null
+            runs = np.array([r["heldout"][env]["returns"] for r in evals], float).T
             style = LINE_STYLES[i % len(LINE_STYLES)]
             _mean_band(ax, x, runs, style, env, marker="o", ms=3)
         ax.set_xlabel("generation")

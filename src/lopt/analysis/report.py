@@ -36,6 +36,7 @@ from lopt.analysis.stats import (
 from lopt.atomic import atomic_write, write_json
 from lopt.optim.features import MOMENTUM_DECAYS
 from lopt.runs.evaluation import Curves, slug
+from lopt.summary import diverged_at
 
 COSINE_LABELS = ("gradient", *(f"momentum β={b:g}" for b in MOMENTUM_DECAYS))
 
@@ -170,6 +171,7 @@ def analyse(
         "final_returns": {
             env: {k: v.tolist() for k, v in s.items()} for env, s in final.items()
         },
+        "diverged": diverged_runs(curves),
         "per_env": per_env,
         "normalised": normalised,
         "reference": reference if normalised is not None else None,
@@ -185,17 +187,49 @@ def analyse(
     return summary
 
 
+def diverged_runs(curves: Sequence[Curves]) -> dict[str, dict[str, dict]]:
+    """env -> optimizer -> ``{"seeds": [...], "at_update": [...]}`` for every pair
+    with a run that diverged (non-finite parameters, losses or updates, or a
+    non-finite return); seed positions count from 0, updates from 1."""
+    out: dict[str, dict[str, dict]] = {}
+    for c in curves:
+        finite = c.metrics.get("finite", np.ones(c.metrics["return"].shape, bool))
+        finite = np.logical_and(finite, np.isfinite(c.metrics["return"]))
+        where = diverged_at(finite)
+        if any(w is not None for w in where):
+            out.setdefault(c.env, {})[c.optimizer] = {
+                "seeds": [i for i, w in enumerate(where) if w is not None],
+                "at_update": where,
+            }
+    return out
+
+
 def _cell(e: dict[str, float]) -> str:
+    if e["point"] is None or not np.isfinite(e["point"]):
+        return "diverged"
     return f"{e['point']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
+
+
+def _diverged_cell(summary: dict, env: str, name: str) -> str:
+    runs = summary.get("diverged", {}).get(env, {}).get(name)
+    return f"{len(runs['seeds'])}/{summary['num_seeds']}" if runs else "0"
 
 
 def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report's tables as (title, header, rows) of strings."""
     out = []
     for env, estimates in summary["per_env"].items():
-        header = ["optimizer", *(f"{a} [95% CI]" for a in RUN_AGGREGATES)]
+        header = [
+            "optimizer",
+            *(f"{a} [95% CI]" for a in RUN_AGGREGATES),
+            "diverged seeds",
+        ]
         rows = [
-            [name, *(_cell(e[a]) for a in RUN_AGGREGATES)]
+            [
+                name,
+                *(_cell(e[a]) for a in RUN_AGGREGATES),
+                _diverged_cell(summary, env, name),
+            ]
             for name, e in estimates.items()
         ]
         out.append((f"{env}: final return", header, rows))
@@ -211,10 +245,21 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def notes(summary: dict) -> list[str]:
-    """What the report leaves out, and why."""
+    """What the report leaves out, and why; which runs diverged, and where."""
+    found = []
+    for env, pairs in summary.get("diverged", {}).items():
+        for name, runs in pairs.items():
+            where = ", ".join(
+                f"seed {i} at update {runs['at_update'][i]}" for i in runs["seeds"]
+            )
+            found.append(
+                f"Diverged: {name} on {env}, {len(runs['seeds'])} of "
+                f"{summary['num_seeds']} seeds (non-finite parameters, losses or "
+                f"updates; counted from the first seed, 0): {where}."
+            )
     if summary["normalised_skipped"]:
-        return [f"No normalised table: {summary['normalised_skipped']}."]
-    return []
+        found.append(f"No normalised table: {summary['normalised_skipped']}.")
+    return found
 
 
 def _write_report(summary: dict, figures: Sequence[Path], out: Path) -> None:

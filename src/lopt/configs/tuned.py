@@ -22,8 +22,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lopt.atomic import atomic_write
+from lopt import validation
+from lopt.atomic import write_json
 from lopt.envs.registry import canonical_name
+from lopt.optim.handcrafted import HYPERPARAM_RANGES
 from lopt.rl.registry import algorithm_name
 
 FORMAT = "lopt-tuned/1"
@@ -67,11 +69,17 @@ class TunedSettings:
                 f"{self.optimizer} takes {', '.join(TUNABLE[self.optimizer])} "
                 f"(learning_rate required); got {', '.join(self.hyperparams)}"
             )
+        try:
+            for key, value in self.hyperparams.items():
+                if key != "anneal":
+                    validation.check(key, value, HYPERPARAM_RANGES[key])
+            validation.check("baseline_return", self.baseline_return, validation.FINITE)
+        except validation.SettingError as err:
+            raise TunedFileError(f"{err}; tune again with lopt tune") from err
 
 
 def write_tuned(path: Path, settings: TunedSettings) -> None:
-    text = json.dumps({"format": FORMAT, **dataclasses.asdict(settings)}, indent=2)
-    atomic_write(Path(path), lambda f: f.write((text + "\n").encode()))
+    write_json(Path(path), {"format": FORMAT, **dataclasses.asdict(settings)})
 
 
 def read_tuned(path: str | Path) -> TunedSettings:
@@ -95,7 +103,7 @@ def read_tuned(path: str | Path) -> TunedSettings:
     fields = {f.name for f in dataclasses.fields(TunedSettings)}
     try:
         settings = TunedSettings(**{k: v for k, v in data.items() if k in fields})
-    except TypeError as err:
+    except (TypeError, TunedFileError) as err:
         raise TunedFileError(f"{path}: {err}") from err
     return dataclasses.replace(settings, env=canonical_name(settings.env))
 

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Literal
 
+from lopt import validation
 from lopt.envs.registry import is_host
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
@@ -102,13 +103,22 @@ class ESConfig:
                 f"unknown strategy {self.strategy!r}; "
                 f"choose from {', '.join(STRATEGIES)}"
             )
-        if self.population_size < 2 or self.population_size % 2:
-            raise ValueError(
-                "population size must be even and at least 2, "
-                f"got {self.population_size}"
-            )
-        if self.num_generations < 1 or self.num_rollouts < 1:
-            raise ValueError("generations and rollouts must be at least 1")
+        for name, valid in ES_RANGES.items():
+            validation.check(name, getattr(self, name), valid)
+
+
+#: The valid range of each numeric ES setting (:mod:`lopt.validation`).
+ES_RANGES = {
+    "population_size": validation.POPULATION,
+    "num_generations": validation.COUNT,
+    "num_rollouts": validation.COUNT,
+    "sigma": validation.SIGMA,
+    "sigma_decay": validation.DECAY,
+    "sigma_limit": validation.FLOOR,
+    "lr": validation.LEARNING_RATE,
+    "lr_decay": validation.DECAY,
+    "lr_limit": validation.FLOOR,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,5 +170,9 @@ class MetaTrainConfig:
                 "--separate-actor-critic needs an actor and a critic (PPO); a "
                 "value-based task has one Q-network"
             )
-        if self.save_every < 1 or self.eval_every < 1 or self.num_eval_seeds < 1:
-            raise ValueError("save_every, eval_every and num_eval_seeds must be >= 1")
+        for name in ("save_every", "eval_every", "num_eval_seeds"):
+            validation.check(name, getattr(self, name), validation.COUNT)
+        validation.check("seed", self.seed, validation.SEED)
+        validation.check_seed_span(
+            self.eval_seed_base, self.num_eval_seeds, "eval_seed_base"
+        )

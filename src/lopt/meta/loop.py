@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt import distributed
-from lopt.atomic import atomic_write, write_json
+from lopt.atomic import atomic_write, json_text, write_json
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import MetaTrainConfig
 from lopt.meta.fitness import (
@@ -41,7 +42,7 @@ from lopt.optim.learned import (
     zeros_meta_params,
 )
 from lopt.rl.executor import Executor, member_mesh, seed_keys
-from lopt.serialise import from_dict, to_dict
+from lopt.serialise import changes, from_dict, to_dict
 from lopt.summary import iqm
 
 CONFIG_FILE = "config.json"
@@ -51,10 +52,49 @@ OPTIMIZER_FILE = "optimizer.npy"
 INIT_STREAM = 2**31 - 1
 
 
+class MetaTrainingError(ValueError):
+    """A meta-training run that cannot go on as asked: its directory, or its
+    settings on resuming."""
+
+
+class MetaTrainingDivergedError(MetaTrainingError):
+    """The ES mean (the optimizer being trained) stopped being finite."""
+
+
 def read_config(run_dir: Path) -> MetaTrainConfig:
-    """The configuration a meta-training run directory was started with."""
-    data = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
-    return from_dict(MetaTrainConfig, data["config"])
+    """The configuration a meta-training run directory was started with.
+
+    Raises:
+      MetaTrainingError: no readable ``config.json`` of a meta-training run.
+    """
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+        return from_dict(MetaTrainConfig, data["config"])
+    except OSError as err:
+        raise MetaTrainingError(
+            f"{path}: cannot read it ({err.strerror}); is {run_dir} a meta-training "
+            "run?"
+        ) from err
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise MetaTrainingError(
+            f"{path}: not a meta-training run's configuration ({err})"
+        ) from err
+
+
+def check_resume(stored: MetaTrainConfig, config: MetaTrainConfig) -> None:
+    """Raises :class:`MetaTrainingError` unless ``config`` continues ``stored``:
+    the number of generations is the one setting that may change."""
+    different = [
+        f"{path} {new} (the run has {old})"
+        for path, old, new in changes(stored, config)
+        if path != "es.num_generations"
+    ]
+    if different:
+        raise MetaTrainingError(
+            "a resumed run keeps the settings it was started with; these differ: "
+            + ", ".join(different)
+        )
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -197,8 +237,27 @@ class MetaTrainer:
                 "mean": float(returns.mean()),
                 "iqm": iqm(returns),
                 "returns": [float(x) for x in returns],
+                "non_finite": int(np.sum(~np.isfinite(returns))),
             }
         return out
+
+    def non_finite(self, state: Any) -> int:
+        """How many values of the current solution (the ES mean) are not finite."""
+        flat = np.asarray(strategy.current_solution(self.strategy, state))
+        return int(np.sum(~np.isfinite(flat)))
+
+
+def _interrupted(run_dir: Path, done: int, state: Any) -> dict:
+    """Checkpoints the state after ``done`` generations (if not already) and
+    returns what :func:`meta_train` reports for a run stopped there."""
+    path = checkpoint.checkpoint_path(run_dir, done)
+    if done > 0 and checkpoint.verify_checkpoint(path) is not None:
+        path = checkpoint.save_checkpoint(run_dir, done, state)
+    return {
+        "interrupted": True,
+        "generation": done,
+        "checkpoint": str(path) if done > 0 else None,
+    }
 
 
 def _last_return(metrics: dict) -> dict:
@@ -249,13 +308,13 @@ def _fitness_record(config: MetaTrainConfig, raw: list, fitness) -> dict:
 
 
 def _rewrite_metrics(run_dir: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(r) + "\n" for r in records)
+    text = "".join(json_text(r) + "\n" for r in records)
     atomic_write(Path(run_dir) / METRICS_FILE, lambda f: f.write(text.encode()))
 
 
 def _append_metrics(run_dir: Path, record: dict) -> None:
     with open(Path(run_dir) / METRICS_FILE, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
         f.flush()
 
 
@@ -268,21 +327,38 @@ def meta_train(
     versions: dict | None = None,
     on_generation: Callable[[dict], None] | None = None,
     devices: list | None = None,
+    stop: Callable[[], bool] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> dict:
     """Runs (or resumes) meta-training and writes everything to ``run_dir``.
 
     Args:
       config: the run's settings.
       run_dir: the run directory (created and checked by the caller).
-      resume: continue from the newest checkpoint in ``run_dir``.
-      command, versions: recorded in ``config.json`` for a fresh run.
+      resume: continue from the newest good checkpoint in ``run_dir``; ``config``
+        must be the run's own, with any number of generations from those done.
+      command, versions: recorded in ``config.json`` (a resumed run's command is
+        added to its ``resumed`` list).
       on_generation: called with each generation's metrics record.
       devices: JAX devices to shard the population over (default: every
         process's).
+      stop: asked at each generation boundary; True checkpoints the state
+        there and returns (an interrupted run, resumable).
+      notify: told, in a sentence, of damaged checkpoints skipped on resuming
+        (default: a warning).
 
     Returns:
       A summary: the last held-out evaluation and the optimizer's path (on
-      processes other than 0, which write nothing: only the generation count).
+      processes other than 0, which write nothing: only the generation count); or, when
+      ``stop`` ended the run, ``{"interrupted": True, "generation": G,
+      "checkpoint": path}`` (no ``optimizer.npy`` or ``summary.json`` written).
+
+    Raises:
+      MetaTrainingError: settings that differ from a resumed run's, or fewer
+        generations than it has done.
+      MetaTrainingDivergedError: the ES mean stopped being finite (nothing of that
+        generation is written; earlier checkpoints stay).
+      CheckpointError: a resumed run whose checkpoints are all damaged.
     """
     run_dir = Path(run_dir)
     trainer = MetaTrainer(config, devices)
@@ -292,10 +368,22 @@ def meta_train(
     state = trainer.init_state(None if writer else zeros_meta_params(config.optimizer))
     start, elapsed_before = 0, 0.0
     if resume and writer:
-        path = checkpoint.latest_checkpoint(run_dir)
+        check_resume(read_config(run_dir), config)
+        done = checkpoint.resume_generation(run_dir)
+        if config.es.num_generations < done:
+            raise MetaTrainingError(
+                f"{run_dir} has done {done} generations; --generations "
+                f"{config.es.num_generations} would end before them: give "
+                f"{done} or more"
+            )
+        saved = json.loads((run_dir / CONFIG_FILE).read_text())
+        start, state = checkpoint.load_latest(
+            run_dir, state, report=notify or warnings.warn
+        )
+        saved["config"] = to_dict(config)
+        saved["resumed"] = [*saved.get("resumed", []), command or []]
+        write_json(run_dir / CONFIG_FILE, saved)
         records = read_metrics(run_dir)
-        if path is not None:
-            start, state = checkpoint.load_checkpoint(path, state)
         # Generations after the checkpoint are recomputed, identically.
         records = [r for r in records if start > 0 and r["generation"] <= start]
         _rewrite_metrics(run_dir, records)
@@ -330,11 +418,31 @@ def meta_train(
     lr_at = strategy.lr_schedule(config.es)
     es = config.es
     for generation in range(start, es.num_generations):
+        # Every process stops at the same boundary: process 0's answer.
+        stopping = bool(distributed.broadcast(jnp.bool_(stop is not None and stop())))
+        if stopping:
+            if not writer:
+                return {"interrupted": True, "generation": generation}
+            return _interrupted(run_dir, generation, state)
         gen_start = time.perf_counter()
         state, result = trainer.generation(state, generation)
         jax.block_until_ready(state)
         seconds = time.perf_counter() - gen_start
         done = generation + 1
+        bad = trainer.non_finite(state)
+        if bad:
+            last = checkpoint.latest_checkpoint(run_dir)
+            kept = (
+                f"the last good checkpoint is {last}"
+                if last is not None
+                else "no checkpoint was written before it"
+            )
+            raise MetaTrainingDivergedError(
+                f"generation {done}: the ES mean (the optimizer being trained) is no "
+                f"longer finite ({bad} of {config.optimizer.num_meta_params} values); "
+                f"nothing of this generation was written and {kept}. Start again "
+                "with a smaller --lr or --sigma"
+            )
         record = {
             "generation": done,
             "fitness": _fitness_record(config, result["raw"], result["fitness"]),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lopt.atomic import atomic_write
+from lopt.atomic import atomic_write, write_json
 from lopt.optim.card import OptimizerCard, card_to_dict
 from lopt.optim.learned import (
     LearnedConfig,
@@ -188,10 +188,20 @@ def save_learned(
     each atomically (temporary file, then rename).
 
     ``card`` (:mod:`lopt.optim.card`: what the optimizer was meta-trained on) goes
-    into the sidecar under ``"card"``; ``info`` entries go in as they are."""
+    into the sidecar under ``"card"``; ``info`` entries go in as they are.
+
+    Raises:
+      OptimizerFileError: a non-finite meta-parameter (nothing is written).
+    """
     check_meta_params(meta_params, config)
     path = Path(path)
     vector = np.asarray(ravel_meta_params(meta_params), np.float32)
+    bad = int(np.sum(~np.isfinite(vector)))
+    if bad:
+        raise OptimizerFileError(
+            f"{path}: {bad} of the {vector.size} meta-parameters are not finite; "
+            "an optimizer file holds finite values only"
+        )
     atomic_write(path, lambda f: np.save(f, vector))
     kind = next(k for k, cls in FORMATS.items() if isinstance(config, cls))
     sidecar = {
@@ -201,9 +211,7 @@ def save_learned(
         **info,
         **({} if card is None else {"card": card_to_dict(card)}),
     }
-    atomic_write(
-        _sidecar(path), lambda f: f.write(json.dumps(sidecar, indent=2).encode())
-    )
+    write_json(_sidecar(path), sidecar)
     return path
 
 

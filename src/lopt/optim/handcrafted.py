@@ -11,7 +11,17 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from lopt import validation
 from lopt.optim.optimizer import Optimizer
+
+#: The valid range of each hand-crafted optimizer's hyperparameters.
+HYPERPARAM_RANGES = {
+    "learning_rate": validation.LEARNING_RATE,
+    "b1": validation.BETA,
+    "b2": validation.BETA,
+    "decay": validation.BETA,
+    "weight_decay": validation.FLOOR,
+}
 
 
 def _learning_rate(lr: Any, anneal: bool, num_steps: int) -> Any:
@@ -32,6 +42,8 @@ def _handcrafted(
         others = {k: v for k, v in opt_params.items() if k != "learning_rate"}
         return optax.with_extra_args_support(make(lr, **others))
 
+    for key, value in hyperparams.items():
+        validation.check(key, value, HYPERPARAM_RANGES[key])
     defaults = {k: jnp.asarray(v, jnp.float32) for k, v in hyperparams.items()}
     return Optimizer(
         name=name,

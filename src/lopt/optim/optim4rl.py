@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from lopt import validation
 from lopt.optim import meta_layout, tree_paths
 from lopt.optim.network import MetaParams, gru_cell
 
@@ -62,11 +63,10 @@ class Optim4RLConfig:
     0.5)"""
 
     def __post_init__(self):
-        if self.cell_features < 1 or self.learning_rate <= 0 or self.eps < 0:
-            raise ValueError(
-                "Optim4RL needs cell_features >= 1, learning_rate > 0 and eps >= 0; "
-                f"got {self}"
-            )
+        validation.check("cell_features", self.cell_features, validation.COUNT)
+        validation.check("learning_rate", self.learning_rate, validation.LEARNING_RATE)
+        validation.check("eps", self.eps, validation.FLOOR)
+        validation.check("grad_clip", self.grad_clip, validation.FLOOR)
 
     @property
     def variant(self) -> str:

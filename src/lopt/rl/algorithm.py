@@ -145,6 +145,17 @@ class AlgorithmConfig:
         return tree_paths.actor_mask
 
 
+def finite_update(params: Any, metrics: dict) -> jax.Array:
+    """Whether an update left the run finite: every parameter, every loss (the
+    metrics named ``*loss``) and the update's magnitude. A bool of shape ``()``;
+    the first update where it is False is where the run diverged."""
+    checked = [
+        v for k, v in metrics.items() if k.endswith("loss") or k == "update_magnitude"
+    ]
+    checked += jax.tree.leaves(params)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in checked]))
+
+
 class TrainState(NamedTuple):
     """What every algorithm carries from one update to the next."""
 
@@ -266,7 +277,8 @@ class Algorithm:
         """One update: ``rollout_length`` steps of every environment, then
         ``learn``. Metrics: ``return`` (the mean over environments of the last
         completed episode's return at the end of the rollout: OPEN's fitness at
-        the last update) and the algorithm's."""
+        the last update), ``finite`` (:func:`finite_update`) and the
+        algorithm's."""
         env_params = self.level_params(state.level)
 
         # COLLECT TRANSITIONS ---------------------------------------------------
@@ -288,6 +300,7 @@ class Algorithm:
         state = state._replace(env_state=env_state, obs=obs, key=key)
         state, metrics = self.learn(state, traj, key_learn)
         metrics["return"] = jnp.mean(traj.episode_return[-1])
+        metrics["finite"] = finite_update(state.params, metrics)
         return state._replace(update=state.update + 1), metrics
 
     def run(self, state: TrainState, num_updates: int) -> tuple[TrainState, dict]:

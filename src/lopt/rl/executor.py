@@ -201,6 +201,7 @@ class Executor:
         opt_params: Any = None,
         on_progress: Callable[[int], None] | None = None,
         on_metrics: Callable[[int, dict], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[dict[str, np.ndarray], Any]:
         """Trains every seed (and member).
 
@@ -212,11 +213,15 @@ class Executor:
           on_progress: called with the number of updates done after each call.
           on_metrics: called after each call with the updates done and that
             call's metrics (NumPy, already off the device: experiment tracking).
+          stop: asked after each chunk (and each host update); True ends the run
+            there, with the metrics of the updates done (a run stopped by the
+            user: :mod:`lopt.cli` keeps them as a partial run).
 
         Returns:
           ``(metrics, final_state)``: each metric (after ``select``) as a NumPy
           array ``(S, T, ...)``, or ``(P, S, T, ...)`` with members, where T is
-          the metric's length per call times the calls; the final state
+          the metric's length per call times the calls done (an empty dict when
+          stopped before the first chunk ended); the final state
           (batched like the metrics; None without ``keep_state``; on the host,
           the list of each seed's final agent parameters).
         """
@@ -225,7 +230,13 @@ class Executor:
             from lopt.rl.host_backend import run_host
 
             return run_host(
-                self.config, self.optimizer, keys, opt_params, on_progress, on_metrics
+                self.config,
+                self.optimizer,
+                keys,
+                opt_params,
+                on_progress,
+                on_metrics,
+                stop=stop,
             )
         functions = self._functions()
         keys, opt_params = self._place(keys, opt_params)
@@ -240,8 +251,11 @@ class Executor:
             state, metrics = functions["run"](state, opt_params)
             pieces.append(distributed.gather(metrics))
             self._report(done, pieces[-1], on_progress, on_metrics)
+            if stop is not None and stop():
+                break
         time_axis = 2 if self.members else 1
         metrics = {
-            k: np.concatenate([p[k] for p in pieces], axis=time_axis) for k in pieces[0]
+            k: np.concatenate([p[k] for p in pieces], axis=time_axis)
+            for k in (pieces[0] if pieces else ())
         }
         return metrics, (state if self.keep_state else None)

@@ -20,7 +20,7 @@ import numpy as np
 
 from lopt.envs.registry import make_vec_env
 from lopt.optim.optimizer import Optimizer
-from lopt.rl.algorithm import AlgorithmConfig
+from lopt.rl.algorithm import AlgorithmConfig, finite_update
 from lopt.rl.registry import make_algorithm
 
 
@@ -32,6 +32,7 @@ def run_host(
     on_progress: Callable[[int], None] | None = None,
     on_metrics: Callable[[int, dict], None] | None = None,
     envs: list | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, np.ndarray], list]:
     """Trains one agent per key on host environments.
 
@@ -42,6 +43,8 @@ def run_host(
       on_metrics: called after each update with the updates done and that
         update's metrics, shaped ``(num_seeds, 1, ...)``.
       envs: one batch of environments per seed (default: built from ``config``).
+      stop: asked after each update; True ends the run there (the metrics then
+        cover the updates done).
 
     Returns:
       ``(metrics, params)``: every metric as an array ``(num_seeds, num_updates,
@@ -85,6 +88,7 @@ def run_host(
             key, key_learn = split(key)
             state, metrics = learn(state._replace(obs=obs, key=key), traj, key_learn)
             metrics["return"] = np.mean(traj.episode_return[-1])
+            metrics["finite"] = finite_update(state.params, metrics)
             states[i] = state._replace(update=state.update + 1)
             per_seed.append(jax.device_get(metrics))
         history.append(per_seed)
@@ -95,10 +99,12 @@ def run_host(
             )
         if on_progress is not None:
             on_progress(update + 1)
+        if stop is not None and stop():
+            break
     for env in envs:
         env.close()
     metrics = {
         k: np.asarray([[h[s][k] for h in history] for s in range(len(envs))])
-        for k in history[0][0]
+        for k in (history[0][0] if history else ())
     }
     return metrics, [state.params for state in states]

@@ -25,11 +25,11 @@ from lopt.atomic import atomic_write, write_json
 from lopt.configs.presets import preset_for
 from lopt.configs.tuned import TunedSettings, write_tuned
 from lopt.envs.registry import is_host
-from lopt.optim.handcrafted import HANDCRAFTED
+from lopt.optim.handcrafted import HANDCRAFTED, HYPERPARAM_RANGES
 from lopt.rl.algorithm import AlgorithmConfig
 from lopt.rl.executor import Executor, chunk_size, seed_keys
 from lopt.runs.records import env_steps, versions
-from lopt.summary import summarise
+from lopt.summary import diverged_at, summarise
 
 #: Hyperparameters searched per optimizer, besides ``anneal``, in grid order.
 GRID_AXES = {
@@ -108,10 +108,13 @@ def make_grid(
     for name, axis in grid.items():
         if not axis:
             raise TuningError(f"the {name} axis is empty")
-        if name == "learning_rate" and min(axis) <= 0:
-            raise TuningError(f"learning rates must be positive, got {axis}")
-        if name != "learning_rate" and not all(0 <= x < 1 for x in axis):
-            raise TuningError(f"{name} values must lie in [0, 1), got {axis}")
+        valid = HYPERPARAM_RANGES[name]
+        bad = [x for x in axis if not valid.contains(x)]
+        if bad:
+            raise TuningError(
+                f"each {name} must be {valid.describe()}; got "
+                + ", ".join(map(str, bad))
+            )
     return Grid(optimizer, grid, ANNEAL_CHOICES[anneal])
 
 
@@ -129,27 +132,33 @@ def grid_settings(grid: Grid) -> list[dict[str, Any]]:
 
 
 def best_setting(
-    final_returns: np.ndarray, mean_returns: np.ndarray | None = None
+    final_returns: np.ndarray,
+    mean_returns: np.ndarray | None = None,
+    diverged: np.ndarray | None = None,
 ) -> int:
     """Index of the best setting: the highest mean final return over seeds.
 
-    A setting with a non-finite return on any seed (a diverged run) is never
-    chosen. Equal means are separated by the mean return over the whole run
-    (faster learning wins; CartPole caps many settings at 500), then by grid order.
+    A setting that diverged on any seed (non-finite parameters, losses or
+    updates, or a non-finite return) is never chosen. Equal means are separated
+    by the mean return over the whole run (faster learning wins; CartPole caps
+    many settings at 500), then by grid order.
 
     Args:
       final_returns: shape ``(num_settings, num_seeds)``.
       mean_returns: shape ``(num_settings, num_seeds)``: each run's return
         averaged over its updates (optional tie-break).
+      diverged: bool, shape ``(num_settings, num_seeds)``: runs that diverged.
 
     Raises:
       TuningError: every setting diverged.
     """
     final = np.asarray(final_returns, np.float64)
     finite = np.all(np.isfinite(final), axis=1)
+    if diverged is not None:
+        finite &= ~np.any(diverged, axis=1)
     if not finite.any():
         raise TuningError(
-            "every setting gave a non-finite return; try smaller learning rates"
+            "every setting diverged on at least one seed; try smaller learning rates"
         )
     score = np.where(finite, final.mean(axis=1) if final.size else -np.inf, -np.inf)
     tie = np.zeros(len(final))
@@ -237,8 +246,9 @@ def _train_group(
     seeds: Sequence[int],
     on_progress: Callable[[int], None] | None,
     executors: dict,
-) -> np.ndarray:
-    """Returns per update of every (setting, seed): shape (settings, seeds, T)."""
+) -> dict[str, np.ndarray]:
+    """:data:`TUNING_METRICS` per update of every (setting, seed): each of shape
+    (settings, seeds, T)."""
     if anneal not in executors:
         optimizer = HANDCRAFTED[optimizer_name](anneal=anneal)
         executors[anneal] = Executor(
@@ -264,12 +274,17 @@ def _train_group(
         done[0] = updates
 
     metrics, _ = executor(seed_keys(seeds), batch, on_progress=progress)
-    return np.asarray(metrics["return"])
+    return {k: np.asarray(metrics[k]) for k in TUNING_METRICS}
+
+
+#: What tuning keeps of each run, per update: its return, and whether it was
+#: still finite (:func:`lopt.rl.algorithm.finite_update`).
+TUNING_METRICS = ("return", "finite")
 
 
 def run_tuning(
     plan: TunePlan, on_progress: Callable[[int], None] | None = None
-) -> np.ndarray:
+) -> dict[str, np.ndarray]:
     """Trains every setting of ``plan`` on every seed.
 
     Settings of one ``anneal`` value run vmapped, ``plan.settings_per_call`` at a
@@ -281,8 +296,8 @@ def run_tuning(
         they add up to ``plan.total_updates``.
 
     Returns:
-      The return after each update, shape ``(num_settings, num_seeds,
-      num_updates)``, settings in :func:`grid_settings` order.
+      :data:`TUNING_METRICS` after each update, each of shape ``(num_settings,
+      num_seeds, num_updates)``, settings in :func:`grid_settings` order.
     """
     executors: dict = {}
     out = []
@@ -294,7 +309,7 @@ def run_tuning(
             part = mine[start : start + group]
             padded = part + [part[-1]] * (min(group, len(mine)) - len(part))
             params = {a: np.array([s[a] for s in padded], np.float32) for a in axes}
-            returns = _train_group(
+            metrics = _train_group(
                 plan.config,
                 plan.grid.optimizer,
                 anneal,
@@ -303,8 +318,8 @@ def run_tuning(
                 on_progress,
                 executors,
             )
-            out.append(returns[: len(part)])
-    return np.concatenate(out, axis=0)
+            out.append({k: v[: len(part)] for k, v in metrics.items()})
+    return {k: np.concatenate([o[k] for o in out], axis=0) for k in TUNING_METRICS}
 
 
 def setting_label(setting: dict[str, Any], axes: Sequence[str]) -> str:
@@ -316,19 +331,27 @@ def setting_label(setting: dict[str, Any], axes: Sequence[str]) -> str:
 def write_tuning(
     out: Path,
     plan: TunePlan,
-    returns: np.ndarray,
+    metrics: dict[str, np.ndarray],
     wall_time: float,
     command: Sequence[str],
 ) -> dict:
-    """Writes ``results.csv`` (setting, its values, seed, final return),
-    ``curves.npz`` (``returns`` of shape (settings, seeds, updates), ``env_steps``),
-    ``summary.json`` (every setting's statistics and the best) and ``tuned.json``
-    (the best setting as a preset, :mod:`lopt.configs.tuned`). Returns the summary.
+    """Writes ``results.csv`` (setting, its values, seed, final return, the update
+    where the run diverged), ``curves.npz`` (``returns`` and ``finite`` of shape
+    (settings, seeds, updates), ``env_steps``), ``summary.json`` (every
+    setting's statistics and whether it diverged, and the best) and, unless
+    every setting diverged, ``tuned.json`` (the best setting as a preset,
+    :mod:`lopt.configs.tuned`). Returns the summary (``best`` None when every
+    setting diverged).
     """
     out = Path(out)
     axes = plan.grid.axes
+    returns = metrics["return"]
     final = returns[:, :, -1]
-    best = best_setting(final, returns.mean(axis=-1))
+    flat = diverged_at(metrics["finite"])  # settings x seeds, in C order
+    num_seeds = len(plan.seeds)
+    where = [flat[i : i + num_seeds] for i in range(0, len(flat), num_seeds)]
+    diverged = np.array([[w is not None for w in row] for row in where], bool)
+    diverged = diverged.reshape(final.shape) | ~np.isfinite(final)
     rows = [
         [
             str(i),
@@ -336,11 +359,12 @@ def write_tuning(
             str(s["anneal"]).lower(),
             str(seed),
             f"{final[i, j]:.6g}",
+            "" if where[i][j] is None else str(where[i][j]),
         ]
         for i, s in enumerate(plan.settings)
         for j, seed in enumerate(plan.seeds)
     ]
-    header = ["setting", *axes, "anneal", "seed", "final_return"]
+    header = ["setting", *axes, "anneal", "seed", "final_return", "diverged_at_update"]
     text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
     atomic_write(out / "results.csv", lambda f: f.write(text.encode()))
     atomic_write(
@@ -348,6 +372,7 @@ def write_tuning(
         lambda f: np.savez(
             f,
             returns=returns,
+            finite=metrics["finite"],
             env_steps=env_steps(plan.config),
             seeds=np.asarray(plan.seeds),
         ),
@@ -360,18 +385,22 @@ def write_tuning(
             if finite
             else {"mean": None, "num_seeds": len(plan.seeds)}
         )
-        per_setting.append({"setting": i, **s, **stats, "diverged": not finite})
-    tuned = TunedSettings(
-        env=plan.env,
-        optimizer=plan.grid.optimizer,
-        hyperparams=dict(plan.settings[best]),
-        baseline_return=float(final[best].mean()),
-        preset=plan.preset,
-        num_seeds=len(plan.seeds),
-        total_timesteps=plan.config.num_updates * plan.config.frames_per_update,
-        algo=plan.algo,
-    )
-    write_tuned(out / "tuned.json", tuned)
+        per_setting.append(
+            {
+                "setting": i,
+                **s,
+                **stats,
+                "diverged": bool(diverged[i].any()),
+                "diverged_seeds": [
+                    seed for j, seed in enumerate(plan.seeds) if diverged[i, j]
+                ],
+                "diverged_at_update": where[i],
+            }
+        )
+    try:
+        best = best_setting(final, returns.mean(axis=-1), diverged)
+    except TuningError:
+        best = None
     summary = {
         "command": list(command),
         "env": plan.env,
@@ -380,12 +409,26 @@ def write_tuning(
         "optimizer": plan.grid.optimizer,
         "grid": {**plan.grid.values, "anneal": list(plan.grid.anneal)},
         "seeds": list(plan.seeds),
-        "total_timesteps": tuned.total_timesteps,
+        "total_timesteps": plan.config.num_updates * plan.config.frames_per_update,
         plan.algo: dataclasses.asdict(plan.config),
-        "best": per_setting[best],
+        "best": None if best is None else per_setting[best],
         "settings": per_setting,
         "wall_time_s": wall_time,
         "versions": versions(),
     }
+    if best is not None:
+        write_tuned(
+            out / "tuned.json",
+            TunedSettings(
+                env=plan.env,
+                optimizer=plan.grid.optimizer,
+                hyperparams=dict(plan.settings[best]),
+                baseline_return=float(final[best].mean()),
+                preset=plan.preset,
+                num_seeds=len(plan.seeds),
+                total_timesteps=summary["total_timesteps"],
+                algo=plan.algo,
+            ),
+        )
     write_json(out / "summary.json", summary)
     return summary
