@@ -354,13 +354,13 @@ for _game in MINATAR_ADAM:
     _small = {**_MINATAR_SMALL, "buffer_size": 50_000}
     _add("small", Preset(replace(_config, **_small), RAINBOW_ADAM))
 # CartPole (ours, after Dopamine's classic-control Rainbow: 3-step returns, a
-# gradient step per 4 frames, the target copied every 100 gradient steps): 1e5
+# gradient step per 4 frames, the target copied every 100 gradient steps): 5e4
 # frames, 4 environments, buffer 2e4, batch 64, 1000 frames before learning,
 # atoms on [0, 100] (the discounted return of a 500-step episode is 99.3), width
 # 64, noisy layers, Adam 1e-3.
 CARTPOLE_RAINBOW = RainbowConfig(
     env="classic/cartpole",
-    total_timesteps=100_000,
+    total_timesteps=50_000,
     num_envs=4,
     buffer_size=20_000,
     batch_size=64,

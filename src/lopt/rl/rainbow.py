@@ -106,16 +106,16 @@ class RainbowConfig(ReplayQConfig):
 class NoisyDense(nn.Module):
     """A dense layer with factorised Gaussian noise (Fortunato et al. 2018):
     ``W = mu_W + sigma_W * outer(f(e_in), f(e_out))``, ``b = mu_b + sigma_b *
-    f(e_out)``, ``f(x) = sign(x) sqrt(|x|)``, fresh ``e ~ N(0, 1)`` from the
-    ``"noise"`` RNG stream each call. ``mu ~ U(+-1/sqrt(in))``, ``sigma = sigma0 /
-    sqrt(in)``. Parameters ``kernel_mu``, ``kernel_sigma`` ``(in, N)``,
-    ``bias_mu``, ``bias_sigma`` ``(N,)``: one layer."""
+    f(e_out)``, ``f(x) = sign(x) sqrt(|x|)``, for standard normal noise ``e_in``
+    ``(in,)`` and ``e_out`` ``(N,)`` given by the caller. ``mu ~ U(+-1/sqrt(in))``,
+    ``sigma = sigma0 / sqrt(in)``. Parameters ``kernel_mu``, ``kernel_sigma``
+    ``(in, N)``, ``bias_mu``, ``bias_sigma`` ``(N,)``: one layer."""
 
     features: int
     sigma0: float = 0.5
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, e_in: jax.Array, e_out: jax.Array) -> jax.Array:
         fan_in = x.shape[-1]
         bound = 1.0 / np.sqrt(fan_in)
         uniform = nn.initializers.uniform(2 * bound)
@@ -128,17 +128,16 @@ class NoisyDense(nn.Module):
         kernel_sigma = self.param("kernel_sigma", sigma, (fan_in, self.features))
         bias_mu = self.param("bias_mu", mu_init, (self.features,))
         bias_sigma = self.param("bias_sigma", sigma, (self.features,))
-        key_in, key_out = jax.random.split(self.make_rng("noise"))
-        scale = lambda e: jnp.sign(e) * jnp.sqrt(jnp.abs(e))  # noqa: E731
-        e_in = scale(jax.random.normal(key_in, (fan_in,)))
-        e_out = scale(jax.random.normal(key_out, (self.features,)))
+        e_in = jnp.sign(e_in) * jnp.sqrt(jnp.abs(e_in))
+        e_out = jnp.sign(e_out) * jnp.sqrt(jnp.abs(e_out))
         kernel = kernel_mu + kernel_sigma * jnp.outer(e_in, e_out)
         return x @ kernel + bias_mu + bias_sigma * e_out
 
 
 class RainbowNetwork(nn.Module):
     """``obs (B, D) -> (logits (B, A, num_atoms), activations)``; call with
-    ``rngs={"noise": key}`` when ``noisy``."""
+    ``rngs={"noise": key}`` when ``noisy``. One normal draw per call feeds every
+    noisy layer (a draw per layer multiplies the compiled program's size)."""
 
     num_actions: int
     num_atoms: int
@@ -150,9 +149,25 @@ class RainbowNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, dict]:
-        def dense(features: int, name: str, gain: float = np.sqrt(2.0)):
+        size = self.num_actions * self.num_atoms
+        widths = [obs.shape[-1]] + [self.hidden_size] * self.num_hidden_layers
+        outputs = [self.hidden_size] * self.num_hidden_layers + [size]
+        if self.dueling:
+            widths, outputs = [*widths, widths[-1]], [*outputs, self.num_atoms]
+        noise = []
+        if self.noisy:
+            flat = jax.random.normal(
+                self.make_rng("noise"), (sum(widths) + sum(outputs),)
+            )
+            sizes = [n for pair in zip(widths, outputs, strict=True) for n in pair]
+            cuts = np.cumsum(sizes)
+            pieces = jnp.split(flat, cuts[:-1])
+            noise = list(zip(pieces[0::2], pieces[1::2], strict=True))
+
+        def dense(i: int, features: int, name: str, gain: float = np.sqrt(2.0)):
             if self.noisy:
-                return NoisyDense(features, self.sigma0, name=name)
+                layer = NoisyDense(features, self.sigma0, name=name)
+                return lambda x: layer(x, *noise[i])
             return nn.Dense(
                 features,
                 kernel_init=nn.initializers.orthogonal(gain),
@@ -163,14 +178,14 @@ class RainbowNetwork(nn.Module):
         recorded = {}
         h = obs
         for i in range(self.num_hidden_layers):
-            h = nn.relu(dense(self.hidden_size, f"Dense_{i}")(h))
+            h = nn.relu(dense(i, self.hidden_size, f"Dense_{i}")(h))
             recorded[f"Dense_{i}"] = mean_abs_activation(h)
-        size = self.num_actions * self.num_atoms
-        adv = dense(size, "advantage", 1.0)(h)
+        heads = self.num_hidden_layers
+        adv = dense(heads, size, "advantage", 1.0)(h)
         recorded["advantage"] = mean_abs_activation(adv)
         logits = adv.reshape(-1, self.num_actions, self.num_atoms)
         if self.dueling:
-            value = dense(self.num_atoms, "value", 1.0)(h)
+            value = dense(heads + 1, self.num_atoms, "value", 1.0)(h)
             recorded["value"] = mean_abs_activation(value)
             logits = value[:, None, :] + logits - logits.mean(axis=1, keepdims=True)
         return logits, {"params": recorded}
@@ -222,6 +237,25 @@ def n_step_returns(
     before = jnp.concatenate([jnp.ones_like(alive[:, :1]), alive[:, :-1]], axis=1)
     powers = gamma ** jnp.arange(n, dtype=jnp.float32)
     return jnp.sum(powers * before * rewards, axis=1), gamma**n * alive[:, -1]
+
+
+def next_distribution(
+    online_q: jax.Array, target_probs: jax.Array, support, double: bool = True
+) -> jax.Array:
+    """The target network's return distribution of the next action.
+
+    Args:
+      online_q: ``(B, A)``, the online network's Q-values at the next state.
+      target_probs: ``(B, A, N)``, the target network's distributions there.
+      double: pick the action with the online network (double Q); else with the
+        target network's own Q-values (C51).
+
+    Returns:
+      ``(B, N)``.
+    """
+    target_q = jnp.sum(target_probs * jnp.asarray(support), axis=-1)
+    action = jnp.argmax(online_q if double else target_q, axis=-1)
+    return jnp.take_along_axis(target_probs, action[:, None, None], axis=1)[:, 0]
 
 
 def importance_weights(probabilities: jax.Array, beta: float) -> jax.Array:
