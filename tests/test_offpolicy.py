@@ -15,7 +15,6 @@ from lopt.configs.presets import preset_for
 from lopt.envs.registry import is_continuous, make_vec_env
 from lopt.optim import tree_paths
 from lopt.optim.handcrafted import adam
-from lopt.optim.optimizer import Optimizer
 from lopt.rl.offpolicy import OffPolicyAlgorithm
 from lopt.rl.rainbow import (
     RainbowConfig,
@@ -35,7 +34,7 @@ from lopt.rl.sac import (
 )
 from lopt.rl.td3 import TD3Config, smoothed_action, td3_target
 
-from tiny import run_seeds
+from tiny import run_seeds, spy_optimizer
 
 # Pendulum, 2 envs x 2 steps per update, 8 updates; learning from frame 12 (update
 # 2 on), 2 gradient steps per update: 6 learning updates, 12 gradient steps.
@@ -226,42 +225,12 @@ def test_importance_weights_and_prioritised_sampling():
 # THE OPTIMIZER CONTRACT ------------------------------------------------------------
 
 
-def _spy(num_records: int) -> Optimizer:
-    """SGD that records the extra arguments of its first ``num_records`` steps."""
-
-    def build(params, num_steps):
-        sgd = optax.sgd(1e-3)
-
-        def init(p):
-            zeros = jnp.zeros(num_records)
-            return (sgd.init(p), jnp.zeros((), jnp.int32), zeros, zeros, zeros)
-
-        def update(
-            grads, state, params=None, *, training_prop, batch_prop, key, dormancy, loss
-        ):
-            assert key is not None and loss.shape == ()
-            # every leaf gets dormancy: per neuron under a recorded layer, else 1
-            assert jax.tree.structure(dormancy) == jax.tree.structure(params)
-            inner, i, tps, bps, steps = state
-            updates, inner = sgd.update(grads, inner, params)
-            return updates, (
-                inner,
-                i + 1,
-                tps.at[i].set(training_prop),
-                bps.at[i].set(batch_prop),
-                steps.at[i].set(num_steps),
-            )
-
-        return optax.GradientTransformationExtraArgs(init, update)
-
-    return Optimizer("spy", build, {})
-
-
 @pytest.mark.parametrize("algo", LOOPS)
 def test_training_and_batch_props(algo):
     config = TINY[algo]
     assert config.first_learning_update == 2 and config.num_optimizer_steps == 12
-    state, _ = jax.jit(make_algorithm(config, _spy(16)).train)(jax.random.key(0), {})
+    learner = make_algorithm(config, spy_optimizer(16))
+    state, _ = jax.jit(learner.train)(jax.random.key(0), {})
     _, count, tps, bps, steps = state.opt_state
     assert int(count) == 12  # critic-only steps (TD3) are optimizer steps too
     # 6 learning updates of 2 gradient steps

@@ -5,7 +5,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from lopt.configs.presets import preset_for, task_for
@@ -14,7 +13,6 @@ from lopt.optim import tree_paths
 from lopt.optim.files import load_open
 from lopt.optim.handcrafted import adam
 from lopt.optim.learned import learned_family
-from lopt.optim.optimizer import Optimizer
 from lopt.rl import replay
 from lopt.rl.dqn import DQNConfig
 from lopt.rl.exploration import epsilon, epsilon_greedy
@@ -22,7 +20,7 @@ from lopt.rl.iqn import IQNConfig, quantile_huber_loss
 from lopt.rl.pqn import PQNConfig, q_lambda_returns
 from lopt.rl.registry import make_algorithm
 
-from tiny import BREAKOUT, run_seeds
+from tiny import BREAKOUT, run_seeds, spy_optimizer
 
 # 4 envs x 2 steps per update, 8 updates; learning from frame 24 (update 2 on),
 # 2 gradient steps per update: 6 learning updates, 12 gradient steps.
@@ -160,36 +158,6 @@ def test_learning_updates_and_steps():
 # THE OPTIMIZER CONTRACT ------------------------------------------------------------
 
 
-def _spy(num_records: int) -> Optimizer:
-    """SGD that records the extra arguments of its first ``num_records`` steps."""
-
-    def build(params, num_steps):
-        sgd = optax.sgd(1e-3)
-
-        def init(p):
-            zeros = jnp.zeros(num_records)
-            return (sgd.init(p), jnp.zeros((), jnp.int32), zeros, zeros, zeros)
-
-        def update(
-            grads, state, params=None, *, training_prop, batch_prop, key, dormancy, loss
-        ):
-            # every extra argument the loops promise (VeLO reads the loss)
-            assert key is not None and dormancy is not None and loss.shape == ()
-            inner, i, tps, bps, steps = state
-            updates, inner = sgd.update(grads, inner, params)
-            return updates, (
-                inner,
-                i + 1,
-                tps.at[i].set(training_prop),
-                bps.at[i].set(batch_prop),
-                steps.at[i].set(num_steps),
-            )
-
-        return optax.GradientTransformationExtraArgs(init, update)
-
-    return Optimizer("spy", build, {})
-
-
 @pytest.mark.parametrize(
     ("algo", "training_props", "batch_props"),
     [
@@ -202,7 +170,7 @@ def _spy(num_records: int) -> Optimizer:
 )
 def test_training_and_batch_props(algo, training_props, batch_props):
     config = TINY[algo]
-    learner = make_algorithm(config, _spy(16))
+    learner = make_algorithm(config, spy_optimizer(16))
     state, _ = jax.jit(learner.train)(jax.random.key(0), {})
     _, count, tps, bps, steps = state.opt_state
     assert int(count) == config.num_optimizer_steps == 12

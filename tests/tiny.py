@@ -33,3 +33,42 @@ def run_seeds(config, optimizer, seeds, opt_params=None):
 
     executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
     return executor(seed_keys(seeds), opt_params)
+
+
+def spy_optimizer(num_records: int):
+    """SGD that records the extra arguments of its first ``num_records`` steps:
+    its state is ``(sgd state, steps taken, training_props, batch_props, the
+    num_steps it was built for)``."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from lopt.optim.optimizer import Optimizer
+
+    def build(params, num_steps):
+        sgd = optax.sgd(1e-3)
+
+        def init(p):
+            zeros = jnp.zeros(num_records)
+            return (sgd.init(p), jnp.zeros((), jnp.int32), zeros, zeros, zeros)
+
+        def update(
+            grads, state, params=None, *, training_prop, batch_prop, key, dormancy, loss
+        ):
+            # every extra argument the loops promise (VeLO reads the loss), and
+            # a dormancy for every leaf (per neuron under a recorded layer, else 1)
+            assert key is not None and loss.shape == ()
+            assert jax.tree.structure(dormancy) == jax.tree.structure(params)
+            inner, i, tps, bps, steps = state
+            updates, inner = sgd.update(grads, inner, params)
+            return updates, (
+                inner,
+                i + 1,
+                tps.at[i].set(training_prop),
+                bps.at[i].set(batch_prop),
+                steps.at[i].set(num_steps),
+            )
+
+        return optax.GradientTransformationExtraArgs(init, update)
+
+    return Optimizer("spy", build, {})

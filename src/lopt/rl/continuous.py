@@ -54,12 +54,12 @@ from lopt.rl.offpolicy import (
     example_transition,
     flat,
     item_buffer,
-    learn_when_ready,
+    learn_steps,
     polyak,
     select,
     stored,
 )
-from lopt.rl.optimizer_step import gradient_step, mean_over_steps
+from lopt.rl.optimizer_step import gradient_step
 
 
 class UnsupportedActionsError(ValueError):
@@ -137,6 +137,53 @@ def twin_critic_loss(q_0: jax.Array, q_1: jax.Array, target: jax.Array) -> jax.A
     return jnp.mean(jnp.square(q_0 - target)) + jnp.mean(jnp.square(q_1 - target))
 
 
+class Networks(NamedTuple):
+    """An actor MLP and twin critics, and how to build the parameter tree."""
+
+    actor: networks.MLP
+    critic: TwinCritic
+    init: Callable[[jax.Array, jax.Array, jax.Array], dict]
+    """(key, obs (1, D), action (1, A)) -> ``{"actor": ..., "critic": ...}``"""
+
+
+def actor_and_critics(config: ContinuousConfig, actor_outputs: int) -> Networks:
+    """An actor with ``actor_outputs`` outputs and twin critics, both
+    ``num_hidden_layers`` x ``hidden_size`` with the config's activation."""
+    layers = (config.hidden_size, config.activation, config.num_hidden_layers)
+    actor = networks.MLP(actor_outputs, *layers)
+    critic = TwinCritic(*layers)
+
+    def init(key, obs, action):
+        key_actor, key_critic = jax.random.split(key)
+        return {
+            "actor": actor.init(key_actor, obs),
+            "critic": critic.init(key_critic, obs, action),
+        }
+
+    return Networks(actor, critic, init)
+
+
+def critic_loss(
+    critic: TwinCritic,
+    params: dict,
+    target: dict,
+    batch: Transition,
+    next_action: jax.Array,
+    bootstrap: Callable[[jax.Array, jax.Array], jax.Array],
+) -> tuple[jax.Array, jax.Array, dict]:
+    """The twin critics' loss on ``batch`` against ``y = bootstrap(q'_0, q'_1)``,
+    the target critics' values of ``(next_obs, next_action)``.
+
+    Returns:
+      ``(loss, mean of min(q_0, q_1), the critics' activations)``.
+    """
+    next_q, _ = critic.apply(target["critic"], batch.next_obs, next_action)
+    y = bootstrap(*next_q)
+    (q_0, q_1), activations = critic.apply(params["critic"], batch.obs, batch.action)
+    loss = twin_critic_loss(q_0, q_1, y)
+    return loss, jnp.mean(jnp.minimum(q_0, q_1)), activations
+
+
 class ActorCritic(NamedTuple):
     """What distinguishes SAC from TD3 in the loop."""
 
@@ -187,7 +234,7 @@ def make_continuous_learner(
         return jnp.where(warming_up, uniform, policy), {}
 
     # LEARN -----------------------------------------------------------------------
-    def sampled_step(tx, buffer, carry, _):
+    def sampled_step(tx, buffer, carry):
         params, opt_state, iteration, target, key = carry
         key, key_sample, key_loss, key_opt = jax.random.split(key, 4)
         batch = buffer_fns.sample(buffer, key_sample).experience
@@ -211,25 +258,13 @@ def make_continuous_learner(
         )
         return (new, opt_state, iteration, target, key), metrics
 
-    def gradient_steps(tx, buffer, carry):
-        carry, metrics = jax.lax.scan(
-            functools.partial(sampled_step, tx, buffer),
-            carry,
-            None,
-            config.gradient_steps,
-        )
-        return carry, mean_over_steps(metrics, 1)
-
     def learn(state: TrainState, traj: Transition, key):
         tx = algorithm.build_tx(state.opt_params)
         target, buffer = state.extra
         buffer = buffer_fns.add(buffer, flat(stored(traj)))
         carry = (state.params, state.opt_state, state.iteration, target, key)
-        (params, opt_state, iteration, target, _), metrics = learn_when_ready(
-            config,
-            state.update,
-            functools.partial(gradient_steps, tx, buffer),
-            carry,
+        (params, opt_state, iteration, target, _), metrics = learn_steps(
+            config, state.update, functools.partial(sampled_step, tx, buffer), carry
         )
         state = state._replace(
             params=params,

@@ -49,10 +49,10 @@ from lopt.rl.offpolicy import (
     ReplayConfig,
     example_transition,
     flat,
-    learn_when_ready,
+    learn_steps,
     periodic_target,
 )
-from lopt.rl.optimizer_step import gradient_step, mean_over_steps
+from lopt.rl.optimizer_step import gradient_step
 
 
 class UnsupportedEnvironmentError(ValueError):
@@ -142,10 +142,33 @@ class QFunctions(NamedTuple):
 
 
 class ReplayState(NamedTuple):
-    """A replay learner's own state (:attr:`TrainState.extra`)."""
+    """A replay Q-learner's own state (:attr:`TrainState.extra`)."""
 
     target_params: Any
-    buffer: replay.Replay
+    buffer: Any  # lopt.rl.replay.Replay (DQN, IQN); a flashbax state (Rainbow)
+
+
+def finish_q_update(
+    config: ReplayQConfig,
+    state: TrainState,
+    learned: tuple[Any, Any, jax.Array],
+    target_params: Any,
+    buffer: Any,
+    metrics: dict,
+) -> tuple[TrainState, dict]:
+    """The state after a replay Q-learner's update: the ``learned`` ``(params,
+    opt_state, iteration)``, the target network moved if its interval passed,
+    the buffer; ``epsilon`` added to the metrics."""
+    params, opt_state, iteration = learned
+    target_params = periodic_target(config, state.update, params, target_params)
+    metrics["epsilon"] = config.epsilon(state.update)
+    state = state._replace(
+        params=params,
+        opt_state=opt_state,
+        iteration=iteration,
+        extra=ReplayState(target_params, buffer),
+    )
+    return state, metrics
 
 
 def make_replay_learner(
@@ -165,7 +188,7 @@ def make_replay_learner(
         return epsilon_greedy(key_action, q_values, config.epsilon(state.update)), {}
 
     # LEARN -----------------------------------------------------------------------
-    def sampled_step(tx, buffer, target_params, carry, _):
+    def sampled_step(tx, buffer, target_params, carry):
         params, opt_state, iteration, key = carry
         key, key_sample, key_loss, key_opt = jax.random.split(key, 4)
         batch = replay.sample(buffer, key_sample, config.batch_size)
@@ -179,33 +202,14 @@ def make_replay_learner(
         )
         return (*inner, key), metrics
 
-    def gradient_steps(tx, buffer, target_params, carry):
-        carry, metrics = jax.lax.scan(
-            functools.partial(sampled_step, tx, buffer, target_params),
-            carry,
-            None,
-            config.gradient_steps,
-        )
-        return carry, mean_over_steps(metrics, 1)
-
     def learn(state: TrainState, traj: Transition, key):
         tx = algorithm.build_tx(state.opt_params)
         target_params, buffer = state.extra
         buffer = replay.add(buffer, flat(traj._replace(episode_return=None)))
         carry = (state.params, state.opt_state, state.iteration, key)
-        learning = functools.partial(gradient_steps, tx, buffer, target_params)
-        (params, opt_state, iteration, _), metrics = learn_when_ready(
-            config, state.update, learning, carry
-        )
-        target_params = periodic_target(config, state.update, params, target_params)
-        metrics["epsilon"] = config.epsilon(state.update)
-        state = state._replace(
-            params=params,
-            opt_state=opt_state,
-            iteration=iteration,
-            extra=ReplayState(target_params, buffer),
-        )
-        return state, metrics
+        step = functools.partial(sampled_step, tx, buffer, target_params)
+        (*learned, _), metrics = learn_steps(config, state.update, step, carry)
+        return finish_q_update(config, state, learned, target_params, buffer, metrics)
 
     pieces = (init_agent, act, learn)
     algorithm = Algorithm(

@@ -4,7 +4,7 @@
   batch of environments, then ``gradient_steps`` gradient steps once
   ``learning_starts`` frames are stored), the buffer's and batch's sizes, the
   target networks' step size ``tau``;
-- :func:`learn_when_ready`: the gradient steps of an update, or zeros before
+- :func:`learn_steps`: the gradient steps of an update, or zeros before
   ``learning_starts`` (a ``lax.cond``, a select under ``vmap``);
 - :func:`periodic_target` (DQN, IQN, Rainbow: every ``target_update_interval``
   frames) and :func:`polyak` (SAC, TD3: after gradient steps);
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt.rl.algorithm import Algorithm, AlgorithmConfig, Transition
+from lopt.rl.optimizer_step import mean_over_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,25 @@ def learn_when_ready(
     return jax.lax.cond(
         frames >= config.learning_starts, learning, lambda c: (c, zeros), carry
     )
+
+
+def learn_steps(
+    config: ReplayConfig,
+    update: jax.Array,
+    step: Callable[[Any], tuple[Any, dict]],
+    carry: Any,
+) -> tuple[Any, dict]:
+    """``config.gradient_steps`` calls of ``step(carry) -> (carry, metrics)``
+    (a scan) once learning has started (:func:`learn_when_ready`); the metrics
+    averaged over the steps."""
+
+    def learning(carry):
+        carry, metrics = jax.lax.scan(
+            lambda c, _: step(c), carry, None, config.gradient_steps
+        )
+        return carry, mean_over_steps(metrics, 1)
+
+    return learn_when_ready(config, update, learning, carry)
 
 
 def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -51,11 +51,11 @@ import numpy as np
 from lopt.optim.dormancy import mean_abs_activation
 from lopt.optim.optimizer import Optimizer
 from lopt.rl.algorithm import Algorithm, TrainState, Transition
-from lopt.rl.dqn import ReplayQConfig, discrete_env
+from lopt.rl.dqn import ReplayQConfig, ReplayState, discrete_env, finish_q_update
 from lopt.rl.exploration import epsilon_greedy
 from lopt.rl.networks import chosen
-from lopt.rl.offpolicy import learn_when_ready, periodic_target
-from lopt.rl.optimizer_step import gradient_step, mean_over_steps
+from lopt.rl.offpolicy import learn_steps
+from lopt.rl.optimizer_step import gradient_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,13 +264,6 @@ def importance_weights(probabilities: jax.Array, beta: float) -> jax.Array:
     return weights / jnp.max(weights)
 
 
-class RainbowState(NamedTuple):
-    """Rainbow's own state (:attr:`TrainState.extra`)."""
-
-    target_params: Any
-    buffer: Any  # a flashbax prioritised trajectory buffer's state
-
-
 def make_rainbow(
     config: RainbowConfig, optimizer: Optimizer, env: tuple[Any, Any] | None = None
 ) -> Algorithm:
@@ -320,7 +313,7 @@ def make_rainbow(
             episode_return=None,
             extras={},
         )
-        return params, RainbowState(params, buffer_fns.init(example))
+        return params, ReplayState(params, buffer_fns.init(example))
 
     # ACT -------------------------------------------------------------------------
     def act(state: TrainState, obs, key_q, key_action):
@@ -349,7 +342,7 @@ def make_rainbow(
         return loss, ({"loss": loss, "q": q, "priority": cross_entropy}, activations)
 
     # LEARN -----------------------------------------------------------------------
-    def sampled_step(tx, target_params, carry, _):
+    def sampled_step(tx, target_params, carry):
         params, opt_state, iteration, buffer, key = carry
         key, key_sample, key_loss, key_opt = jax.random.split(key, 4)
         sample = buffer_fns.sample(buffer, key_sample)
@@ -366,15 +359,6 @@ def make_rainbow(
         )
         return (params, opt_state, iteration, buffer, key), metrics
 
-    def gradient_steps(tx, target_params, carry):
-        carry, metrics = jax.lax.scan(
-            functools.partial(sampled_step, tx, target_params),
-            carry,
-            None,
-            config.gradient_steps,
-        )
-        return carry, mean_over_steps(metrics, 1)
-
     def learn(state: TrainState, traj: Transition, key):
         tx = algorithm.build_tx(state.opt_params)
         target_params, buffer = state.extra
@@ -389,21 +373,13 @@ def make_rainbow(
         )
         buffer = buffer_fns.add(buffer, jax.tree.map(lambda x: x.swapaxes(0, 1), rows))
         carry = (state.params, state.opt_state, state.iteration, buffer, key)
-        (params, opt_state, iteration, buffer, _), metrics = learn_when_ready(
+        (*learned, buffer, _), metrics = learn_steps(
             config,
             state.update,
-            functools.partial(gradient_steps, tx, target_params),
+            functools.partial(sampled_step, tx, target_params),
             carry,
         )
-        target_params = periodic_target(config, state.update, params, target_params)
-        metrics["epsilon"] = config.epsilon(state.update)
-        state = state._replace(
-            params=params,
-            opt_state=opt_state,
-            iteration=iteration,
-            extra=RainbowState(target_params, buffer),
-        )
-        return state, metrics
+        return finish_q_update(config, state, learned, target_params, buffer, metrics)
 
     algorithm = Algorithm(
         config, optimizer, env, env_params, init_agent, act, learn, act_keys=2

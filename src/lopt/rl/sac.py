@@ -50,15 +50,14 @@ import jax
 import jax.numpy as jnp
 
 from lopt.optim.optimizer import Optimizer
-from lopt.rl import networks
 from lopt.rl.algorithm import Algorithm, Transition
 from lopt.rl.continuous import (
     ActorCritic,
     ContinuousConfig,
-    TwinCritic,
+    actor_and_critics,
     continuous_env,
+    critic_loss,
     make_continuous_learner,
-    twin_critic_loss,
 )
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's bounds
@@ -124,15 +123,11 @@ def make_sac(
     target_entropy = (
         -float(action_size) if config.target_entropy is None else config.target_entropy
     )
-    layers = (config.hidden_size, config.activation, config.num_hidden_layers)
-    actor = networks.MLP(2 * action_size, *layers)
-    critic = TwinCritic(*layers)
+    actor, critic, init_networks = actor_and_critics(config, 2 * action_size)
 
     def init(key, obs, action):
-        key_actor, key_critic = jax.random.split(key)
         return {
-            "actor": actor.init(key_actor, obs),
-            "critic": critic.init(key_critic, obs, action),
+            **init_networks(key, obs, action),
             "temperature": {
                 "log_alpha": jnp.asarray(config.initial_log_alpha, jnp.float32)
             },
@@ -158,27 +153,29 @@ def make_sac(
         next_action, next_log_prob, _ = policy(
             frozen["actor"], batch.next_obs, key_next
         )
-        next_q, _ = critic.apply(target["critic"], batch.next_obs, next_action)
-        y = sac_target(
-            batch.reward, batch.done, *next_q, next_log_prob, alpha, config.gamma
+        critics, q, critic_acts = critic_loss(
+            critic,
+            params,
+            target,
+            batch,
+            next_action,
+            lambda q_0, q_1: sac_target(
+                batch.reward, batch.done, q_0, q_1, next_log_prob, alpha, config.gamma
+            ),
         )
-        (q_0, q_1), critic_acts = critic.apply(
-            params["critic"], batch.obs, batch.action
-        )
-        critic_loss = twin_critic_loss(q_0, q_1, y)
         # actor and temperature
         action, log_prob, actor_acts = policy(params["actor"], batch.obs, key_now)
         q_new, _ = critic.apply(frozen["critic"], batch.obs, action)
         actor_loss = sac_actor_loss(*q_new, log_prob, alpha)
         alpha_loss = temperature_loss(log_alpha, log_prob, target_entropy)
-        total = critic_loss + jnp.where(actor_step, actor_loss + alpha_loss, 0.0)
+        total = critics + jnp.where(actor_step, actor_loss + alpha_loss, 0.0)
         metrics = {
-            "critic_loss": critic_loss,
+            "critic_loss": critics,
             "actor_loss": actor_loss,
             "temperature_loss": alpha_loss,
             "alpha": alpha,
             "entropy": -jnp.mean(log_prob),
-            "q": jnp.mean(jnp.minimum(q_0, q_1)),
+            "q": q,
         }
         return total, (metrics, {"actor": actor_acts, "critic": critic_acts})
 

@@ -32,15 +32,14 @@ import jax
 import jax.numpy as jnp
 
 from lopt.optim.optimizer import Optimizer
-from lopt.rl import networks
 from lopt.rl.algorithm import Algorithm, Transition
 from lopt.rl.continuous import (
     ActorCritic,
     ContinuousConfig,
-    TwinCritic,
+    actor_and_critics,
     continuous_env,
+    critic_loss,
     make_continuous_learner,
-    twin_critic_loss,
 )
 
 
@@ -77,16 +76,7 @@ def make_td3(
     """TD3 for ``config`` with ``optimizer``; see the module docstring."""
     env, env_params = env or continuous_env(config, "TD3")
     action_size = env.action_size(env_params)
-    layers = (config.hidden_size, config.activation, config.num_hidden_layers)
-    actor = networks.MLP(action_size, *layers)
-    critic = TwinCritic(*layers)
-
-    def init(key, obs, action):
-        key_actor, key_critic = jax.random.split(key)
-        return {
-            "actor": actor.init(key_actor, obs),
-            "critic": critic.init(key_critic, obs, action),
-        }
+    actor, critic, init = actor_and_critics(config, action_size)
 
     def mu(actor_params, obs):
         out, activations = actor.apply(actor_params, obs)
@@ -104,20 +94,24 @@ def make_td3(
         next_action = smoothed_action(
             target_action, eps, config.policy_noise, config.noise_clip
         )
-        next_q, _ = critic.apply(target["critic"], batch.next_obs, next_action)
-        y = td3_target(batch.reward, batch.done, *next_q, config.gamma)
-        (q_0, q_1), critic_acts = critic.apply(
-            params["critic"], batch.obs, batch.action
+        critics, q, critic_acts = critic_loss(
+            critic,
+            params,
+            target,
+            batch,
+            next_action,
+            lambda q_0, q_1: td3_target(
+                batch.reward, batch.done, q_0, q_1, config.gamma
+            ),
         )
-        critic_loss = twin_critic_loss(q_0, q_1, y)
         action, actor_acts = mu(params["actor"], batch.obs)
         (q_pi, _), _ = critic.apply(frozen_critic, batch.obs, action)
         actor_loss = -jnp.mean(q_pi)
-        total = critic_loss + jnp.where(actor_step, actor_loss, 0.0)
+        total = critics + jnp.where(actor_step, actor_loss, 0.0)
         metrics = {
-            "critic_loss": critic_loss,
+            "critic_loss": critics,
             "actor_loss": actor_loss,
-            "q": jnp.mean(jnp.minimum(q_0, q_1)),
+            "q": q,
         }
         return total, (metrics, {"actor": actor_acts, "critic": critic_acts})
 
