@@ -64,16 +64,28 @@ def rescale(action, low, high):
     return low + 0.5 * (action + 1.0) * (high - low)
 
 
+def strong_types(tree: Any) -> Any:
+    """``tree`` without weak types: a state whose leaves change from weakly to
+    strongly typed after a step makes a scan's caller compile twice."""
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
+
+
 class GymnaxContinuousAdapter(GymnaxAdapter):
     """A gymnax environment with a ``Box`` of actions (Pendulum, continuous
-    MountainCar): actions in ``[-1, 1]`` rescaled to the box."""
+    MountainCar): actions in ``[-1, 1]`` rescaled to the box. States are strongly
+    typed (Pendulum's reset gives a weakly typed ``last_u``)."""
 
     continuous = True
+
+    def reset(self, key, params):
+        obs, state = self._env.reset(key, params)
+        return obs, strong_types(state)
 
     def step(self, key, state, action, params):
         space = self._env.action_space(params)
         action = rescale(action, space.low, space.high)
-        return self._env.step(key, state, action, params)
+        obs, state, *rest = self._env.step(key, state, action, params)
+        return (obs, strong_types(state), *rest)
 
     def action_size(self, params) -> int:
         return int(np.prod(self._env.action_space(params).shape))
@@ -279,8 +291,9 @@ class PlaygroundAdapter(Wrapper):
     continuous = True
 
     def __init__(self, name: str, episode_length: int = 1000):
-        registry = import_extra("mujoco_playground.registry", "playground")
-        super().__init__(registry.load(name, config_overrides={"impl": "jax"}))
+        playground = import_extra("mujoco_playground", "playground")
+        env = playground.registry.load(name, config_overrides={"impl": "jax"})
+        super().__init__(env)
         self.episode_length = episode_length
 
     def reset(self, key, params):
