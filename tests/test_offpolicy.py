@@ -412,6 +412,21 @@ def test_gymnasium_mujoco_on_the_host():
 
 
 @pytest.mark.heavy
+def test_td3_on_brax():
+    pytest.importorskip("brax")
+    config = dataclasses.replace(
+        preset_for("brax/hopper", "small", "td3").config,
+        total_timesteps=8,
+        learning_starts=4,
+        batch_size=4,
+        hidden_size=8,
+    )
+    metrics, _ = run_seeds(config, adam(), [0])
+    assert np.isfinite(metrics["critic_loss"]).all()
+    assert metrics["critic_loss"][0, -1] > 0
+
+
+@pytest.mark.heavy
 def test_playground_dmc_task():
     pytest.importorskip("mujoco_playground")
     config = dataclasses.replace(
