@@ -13,7 +13,13 @@ devices is fixed when JAX starts). On the task of the ``cpu`` meta-training pres
 Ratios are printed last: ``population_over_adam_<N>=X`` (goal >= 0.75) and
 ``two_devices_over_one=X`` (speed-up).
 
+OPEN's step is the default one (``lopt.optim.fused``: the fused CPU kernel where it
+is built, on one device; the reference step on 2 host devices, where the kernel is
+not partitioned); ``--open-step reference`` or ``fused`` forces one (through
+``LOPT_OPEN_STEP``, which the subprocesses inherit).
+
     python benchmarks/meta_throughput.py [--preset cpu] [--total-timesteps T]
+        [--open-step auto|fused|reference] [--skip-devices]
 """
 
 from __future__ import annotations
@@ -88,8 +94,16 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--total-timesteps", type=int, default=None)
     parser.add_argument("--population", type=int, default=8)
+    parser.add_argument(
+        "--open-step", choices=("auto", "fused", "reference"), default=None
+    )
+    parser.add_argument(
+        "--skip-devices", action="store_true", help="skip the 2-device comparison"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.open_step:
+        os.environ["LOPT_OPEN_STEP"] = args.open_step
     if args.worker:
         worker(args)
         return
@@ -113,7 +127,7 @@ def main() -> None:
         ratios[f"population_over_adam_{population}"] = adam / gen
 
     times = {}
-    for count in (1, 2):
+    for count in () if args.skip_devices else (1, 2):
         env = {
             **os.environ,
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
@@ -138,8 +152,12 @@ def main() -> None:
             f"population {args.population} on {result['devices']} host device(s): "
             f"one generation {result['seconds']:6.1f} s"
         )
-    ratios["two_devices_over_one"] = times[1] / times[2]
-    print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores")
+    if times:
+        ratios["two_devices_over_one"] = times[1] / times[2]
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    step = os.environ.get("LOPT_OPEN_STEP", "auto")
+    print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores, OPEN step {step}")
+    print(f"load: {load}")
     for name, value in ratios.items():
         print(f"{name}={value:.3f}")
 

@@ -20,37 +20,8 @@ from lopt.rl.iqn import IQNConfig, quantile_huber_loss
 from lopt.rl.pqn import PQNConfig, q_lambda_returns
 from lopt.rl.registry import make_algorithm
 
-from tiny import BREAKOUT, run_seeds, spy_optimizer
+from tiny import BREAKOUT, TINY_DQN, TINY_IQN, TINY_PQN, run_seeds, spy_optimizer
 
-# 4 envs x 2 steps per update, 8 updates; learning from frame 24 (update 2 on),
-# 2 gradient steps per update: 6 learning updates, 12 gradient steps.
-TINY_DQN = DQNConfig(
-    total_timesteps=64,
-    num_envs=4,
-    train_frequency=2,
-    gradient_steps=2,
-    buffer_size=32,
-    batch_size=8,
-    learning_starts=24,
-    target_update_interval=16,
-    hidden_size=8,
-)
-TINY_IQN = IQNConfig(
-    **{f.name: getattr(TINY_DQN, f.name) for f in dataclasses.fields(DQNConfig)},
-    num_tau_samples=4,
-    num_tau_prime_samples=3,
-    num_quantile_samples=2,
-    quantile_embedding_dim=8,
-)
-# 4 envs x 8 steps, 2 epochs of 2 minibatches: 3 updates, 12 gradient steps.
-TINY_PQN = PQNConfig(
-    total_timesteps=96,
-    num_envs=4,
-    num_steps=8,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_size=8,
-)
 TINY = {"dqn": TINY_DQN, "iqn": TINY_IQN, "pqn": TINY_PQN}
 # IQN runs DQN's loop: where a check is about the loop, not the loss, CI runs it
 # on DQN and PQN and leaves IQN's copy to -m heavy.

@@ -3,7 +3,10 @@
 import dataclasses
 from pathlib import Path
 
+from lopt.rl.dqn import DQNConfig
+from lopt.rl.iqn import IQNConfig
 from lopt.rl.ppo import PPOConfig
+from lopt.rl.pqn import PQNConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PRETRAINED = SHARED / "pretrained"
@@ -24,6 +27,37 @@ TINY_PPO = PPOConfig(
 
 def tiny_ppo(**changes) -> PPOConfig:
     return dataclasses.replace(TINY_PPO, **changes)
+
+
+# 4 envs x 2 steps per update, 8 updates; learning from frame 24 (update 2 on),
+# 2 gradient steps per update: 6 learning updates, 12 gradient steps.
+TINY_DQN = DQNConfig(
+    total_timesteps=64,
+    num_envs=4,
+    train_frequency=2,
+    gradient_steps=2,
+    buffer_size=32,
+    batch_size=8,
+    learning_starts=24,
+    target_update_interval=16,
+    hidden_size=8,
+)
+TINY_IQN = IQNConfig(
+    **{f.name: getattr(TINY_DQN, f.name) for f in dataclasses.fields(DQNConfig)},
+    num_tau_samples=4,
+    num_tau_prime_samples=3,
+    num_quantile_samples=2,
+    quantile_embedding_dim=8,
+)
+# 4 envs x 8 steps, 2 epochs of 2 minibatches: 3 updates, 12 gradient steps.
+TINY_PQN = PQNConfig(
+    total_timesteps=96,
+    num_envs=4,
+    num_steps=8,
+    update_epochs=2,
+    num_minibatches=2,
+    hidden_size=8,
+)
 
 
 def run_seeds(config, optimizer, seeds, opt_params=None):

@@ -67,6 +67,8 @@ class Train:
     """write into an existing non-empty --out"""
     progress: bool = True
     """show a progress bar"""
+    log: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """experiment tracking, repeatable: --log wandb, --log tensorboard"""
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -84,6 +86,41 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
                 f"{row[c]}".rjust(w) for c, w in zip(columns, widths, strict=True)
             )
         )
+
+
+def _open_trackers(kinds, out: Path, name: str, config: dict):
+    """The --log trackers for the run in ``out``, with its settings logged."""
+    from lopt.runs.tracking import open_trackers
+
+    trackers = open_trackers(kinds, out, name)
+    trackers.config(config)
+    return trackers
+
+
+def _log_updates(trackers, metrics: dict, seeds, done: int, prefix: str = ""):
+    """``on_metrics`` of the executor: each update of the chunk that ends at
+    update ``done``, against the update's number."""
+    from lopt.runs.tracking import per_update
+
+    records = per_update(metrics, seeds)
+    for update, record in enumerate(records, start=done - len(records) + 1):
+        trackers.log(
+            {prefix + k: v for k, v in record.items()}, update, f"{prefix}update"
+        )
+
+
+def _horizon_warning(optimizer, config) -> None:
+    """Warns once when a learned optimizer's file was meta-trained at another
+    horizon (its card) than this run's number of optimizer steps."""
+    from lopt.runs.evaluation import horizon_warning
+
+    warning = horizon_warning(optimizer, config)
+    if warning:
+        _warn(warning)
+
+
+def _warn(message: str) -> None:
+    print(f"lopt: warning: {message}", file=sys.stderr)
 
 
 def _with_tuned(preset, variant: str, path: Path, spec: str | None):
@@ -108,6 +145,7 @@ def run_train(args: Train, command: list[str]) -> dict:
     from lopt.rl.executor import Executor, chunk_size, seed_keys
     from lopt.runs.records import env_steps, write_train_run
     from lopt.runs.rundir import prepare_run_dir
+    from lopt.runs.tracking import check_kinds
 
     if args.seeds < 1:
         _fail("--seeds must be at least 1")
@@ -126,11 +164,24 @@ def run_train(args: Train, command: list[str]) -> dict:
         if args.total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=args.total_timesteps)
         out = args.out or _default_out("train", args.env, optimizer.name)
+        check_kinds(args.log)
         prepare_run_dir(out, args.overwrite)
     except ValueError as err:  # every lopt input error is a ValueError
         _fail(str(err))
 
     seeds = list(range(args.seed, args.seed + args.seeds))
+    _horizon_warning(optimizer, config)
+    trackers = _open_trackers(
+        args.log,
+        out,
+        out.name,
+        {
+            "command": command,
+            args.algo: dataclasses.asdict(config),
+            "optimizer": optimizer.description,
+            "seeds": seeds,
+        },
+    )
     print(
         f"lopt train: {config.env} with {optimizer.name}, {len(seeds)} seeds x "
         f"{config.num_updates * config.frames_per_update:,} steps -> {out}"
@@ -140,7 +191,9 @@ def run_train(args: Train, command: list[str]) -> dict:
         try:
             executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
             metrics, _ = executor(
-                seed_keys(seeds), on_progress=lambda n: bar.update(n - bar.n)
+                seed_keys(seeds),
+                on_progress=lambda n: bar.update(n - bar.n),
+                on_metrics=lambda done, m: _log_updates(trackers, m, seeds, done),
             )
         except ValueError as err:  # e.g. an environment's missing data file
             bar.close()
@@ -153,6 +206,8 @@ def run_train(args: Train, command: list[str]) -> dict:
         out / "learning_curve.png",
         title=f"{config.env}: {args.algo.upper()} with {optimizer.name}",
     )
+    trackers.figures([out / "learning_curve.png"])
+    trackers.close()
     _print_table(
         [
             {
@@ -226,6 +281,8 @@ class MetaTrain:
     """continue the run in this directory from its newest checkpoint"""
     overwrite: bool = False
     progress: bool = True
+    log: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """experiment tracking, repeatable: --log wandb, --log tensorboard"""
 
 
 def _meta_config(args: MetaTrain):
@@ -352,8 +409,11 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     from lopt.meta.loop import meta_train, read_config, read_metrics
     from lopt.runs.records import versions
     from lopt.runs.rundir import prepare_run_dir
+    from lopt.runs.tracking import check_kinds, scalars
+    from lopt.serialise import to_dict
 
     try:
+        check_kinds(args.log)
         if args.resume is not None:
             if not (args.resume / "config.json").exists():
                 _fail(f"{args.resume} is not a meta-training run (no config.json)")
@@ -382,6 +442,9 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         f"generations -> {out}"
     )
     start = resume_generation(out) if args.resume else 0
+    trackers = _open_trackers(
+        args.log, out, out.name, {"command": command, **to_dict(config)}
+    )
     bar = tqdm(
         total=es.num_generations,
         initial=start,
@@ -400,6 +463,7 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
             means = [v["mean"] for v in record["heldout"].values()]
             postfix["held-out"] = "/".join(f"{m:.3g}" for m in means)
         bar.set_postfix(postfix)
+        trackers.log(scalars(record), record["generation"], "generation")
 
     try:
         summary = meta_train(
@@ -415,6 +479,8 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         _fail(str(err))
     bar.close()
     plot_meta_training(read_metrics(out), out)
+    trackers.figures([out / "fitness.png", out / "heldout.png"])
+    trackers.close()
     rows = []
     for env, result in summary["heldout"].items():
         initial = (summary["initial_heldout"] or {}).get(env, {})
@@ -467,6 +533,8 @@ class Eval:
     """write into an existing non-empty --out"""
     progress: bool = True
     """show a progress bar per (environment, optimizer)"""
+    log: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """experiment tracking, repeatable: --log wandb, --log tensorboard"""
 
 
 def run_eval(args: Eval, command: list[str]) -> dict:
@@ -474,6 +542,7 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     from lopt.runs.evaluation import parse_sweep, run_evaluation
     from lopt.runs.records import versions
     from lopt.runs.rundir import prepare_run_dir
+    from lopt.runs.tracking import check_kinds
 
     envs = [e.strip() for e in args.env.split(",") if e.strip()]
     specs = [o.strip() for o in args.optimizers.split(",") if o.strip()]
@@ -492,7 +561,9 @@ def run_eval(args: Eval, command: list[str]) -> dict:
 
     try:
         sweep = parse_sweep(args.sweep, args.algo) if args.sweep else None
+        check_kinds(args.log)
         prepare_run_dir(out, args.overwrite)
+        trackers = _open_trackers(args.log, out, out.name, {"command": command})
         print(
             f"lopt eval: {', '.join(specs)} on {', '.join(envs)}, {len(seeds)} seeds "
             f"-> {out}"
@@ -507,6 +578,10 @@ def run_eval(args: Eval, command: list[str]) -> dict:
             total_timesteps=args.total_timesteps,
             sweep=sweep,
             on_pair=on_pair,
+            on_metrics=lambda env, name, done, metrics: _log_updates(
+                trackers, metrics, seeds, done, f"{env}/{name}/"
+            ),
+            on_warning=_warn,
             command=command,
         )
     except ValueError as err:
@@ -528,6 +603,8 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     for title, header, rows in tables(summary):
         print(f"\n{title}")
         _print_table([dict(zip(header, r, strict=True)) for r in rows], header)
+    trackers.figures(sorted((out / "figures").glob("*.png")))
+    trackers.close()
     print(f"\nreport: {out / 'report.html'} (and report.md, summary.json, figures/)")
     return summary
 
@@ -569,6 +646,8 @@ class Tune:
     """write into an existing non-empty --out"""
     progress: bool = True
     """show a progress bar"""
+    log: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """experiment tracking, repeatable: --log wandb, --log tensorboard"""
 
 
 def run_tune(args: Tune, command: list[str]) -> dict:
@@ -576,6 +655,7 @@ def run_tune(args: Tune, command: list[str]) -> dict:
 
     from lopt.analysis.plots import plot_tuning
     from lopt.runs.rundir import prepare_run_dir
+    from lopt.runs.tracking import check_kinds
     from lopt.runs.tuning import (
         make_grid,
         plan_tuning,
@@ -603,6 +683,7 @@ def run_tune(args: Tune, command: list[str]) -> dict:
             max_parallel=args.max_parallel,
         )
         out = args.out or _default_out("tune", args.env, grid.optimizer)
+        check_kinds(args.log)
         prepare_run_dir(out, args.overwrite)
     except ValueError as err:
         _fail(str(err))
@@ -621,6 +702,13 @@ def run_tune(args: Tune, command: list[str]) -> dict:
         summary = write_tuning(out, plan, returns, wall, command)
     except ValueError as err:  # every setting diverged
         _fail(str(err))
+    trackers = _open_trackers(args.log, out, out.name, {"command": command})
+    for i, setting in enumerate(plan.settings):
+        label = f"setting_{i}/"
+        trackers.config({label: setting})
+        _log_updates(
+            trackers, {"return": returns[i]}, plan.seeds, returns.shape[-1], label
+        )
 
     # One line per setting of the other axes, final return against learning rate.
     lrs = grid.values["learning_rate"]
@@ -636,6 +724,8 @@ def run_tune(args: Tune, command: list[str]) -> dict:
         best=(best["learning_rate"], best["mean"]),
         title=f"{plan.env}: {grid.optimizer}, {len(plan.seeds)} seeds per point",
     )
+    trackers.figures([out / "final_return_vs_lr.png"])
+    trackers.close()
     ranked = sorted(
         (s for s in summary["settings"] if s["mean"] is not None),
         key=lambda s: -s["mean"],
@@ -664,11 +754,31 @@ def run_tune(args: Tune, command: list[str]) -> dict:
     return summary
 
 
+@dataclasses.dataclass
+class Info:
+    """Print an optimizer file's card: what it was meta-trained on."""
+
+    path: tyro.conf.Positional[Path]
+    """an optimizer file (.npy) lopt wrote, or one of the paper's released ones"""
+
+
+def run_info(args: Info, command: list[str]) -> str:
+    from lopt.optim.card import format_card
+
+    try:
+        text = format_card(args.path)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    print(text)
+    return text
+
+
 COMMANDS = {
     "train": (Train, run_train),
     "tune": (Tune, run_tune),
     "meta-train": (MetaTrain, run_meta_train),
     "eval": (Eval, run_eval),
+    "info": (Info, run_info),
 }
 
 

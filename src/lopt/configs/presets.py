@@ -494,6 +494,7 @@ def task_for(
         config=preset.config,
         baseline_return=preset.baseline_return or 1.0,
         antithetic_tasks=canonical_name(env).startswith("gridworld/"),
+        preset=variant,
     )
 
 

@@ -34,6 +34,9 @@ class TaskConfig:
     """OPEN §4.3 (the gridworld): the two members of each antithetic pair share
     their inner runs' seeds (hence levels), different pairs get different ones,
     and fitness is pairwise: the better member of each pair is pushed toward"""
+    preset: str | None = None
+    """the preset variant the settings came from (recorded in the optimizer's
+    card), if any"""
 
     def __post_init__(self):
         check_name(self.algo)

@@ -7,6 +7,7 @@ checkpoint ends exactly where an uninterrupted run with the same seed would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from lopt.meta.fitness import (
     pairwise,
     to_minimisation,
 )
+from lopt.optim.card import make_card, task_card
 from lopt.optim.files import load_learned, save_learned
 from lopt.optim.learned import (
     learned_family,
@@ -192,6 +194,29 @@ def _last_return(metrics: dict) -> dict:
     return {"return": metrics["return"][..., -1:]}
 
 
+def _card(config: MetaTrainConfig, generations: int, heldout: dict | None):
+    """The optimizer's card (:mod:`lopt.optim.card`): its tasks and horizons, the
+    ES settings, and the held-out return when it was just measured."""
+    tasks = [
+        task_card(
+            t.config,
+            t.algo,
+            preset=t.preset,
+            baseline_return=t.baseline_return,
+            heldout_return=(heldout or {}).get(t.config.env, {}).get("mean"),
+        )
+        for t in config.tasks
+    ]
+    return make_card(
+        config.optimizer,
+        tasks,
+        es=dataclasses.asdict(config.es),
+        generations=generations,
+        seed=config.seed,
+        heldout_seeds=config.num_eval_seeds,
+    )
+
+
 def _stats(values: np.ndarray) -> dict:
     """Mean, max and min of the finite values (None if there are none)."""
     finite = values[np.isfinite(values)]
@@ -307,6 +332,7 @@ def meta_train(
                 run_dir / "checkpoints" / f"optimizer_gen{done:06d}.npy",
                 trainer.solution(state),
                 config.optimizer,
+                card=_card(config, done, record.get("heldout")),
                 generation=done,
             )
         record["wall_time_s"] = wall()
@@ -314,15 +340,16 @@ def meta_train(
         if on_generation:
             on_generation(record)
 
+    last = [r for r in read_metrics(run_dir) if "heldout" in r][-1]
     optimizer_path = save_learned(
         run_dir / OPTIMIZER_FILE,
         trainer.solution(state),
         config.optimizer,
+        card=_card(config, es.num_generations, last["heldout"]),
         generation=es.num_generations,
         strategy=es.strategy,
         envs=[t.config.env for t in config.tasks],
     )
-    last = [r for r in read_metrics(run_dir) if "heldout" in r][-1]
     summary = {
         "optimizer": str(optimizer_path),
         "generations": es.num_generations,

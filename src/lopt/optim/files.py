@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lopt.atomic import atomic_write
+from lopt.optim.card import OptimizerCard, card_to_dict
 from lopt.optim.learned import (
     LearnedConfig,
     check_meta_params,
@@ -175,11 +176,19 @@ def load_open(path: str | os.PathLike) -> tuple[MetaParams, OPENConfig]:
 
 
 def save_learned(
-    path: str | os.PathLike, meta_params: MetaParams, config: LearnedConfig, **info: Any
+    path: str | os.PathLike,
+    meta_params: MetaParams,
+    config: LearnedConfig,
+    *,
+    card: OptimizerCard | None = None,
+    **info: Any,
 ) -> Path:
     """Writes ``meta_params`` as a flat float32 ``.npy`` (jax pytree order, the
     released layout for OPEN) and its kind and configuration as ``<name>.json``,
-    each atomically (temporary file, then rename)."""
+    each atomically (temporary file, then rename).
+
+    ``card`` (:mod:`lopt.optim.card`: what the optimizer was meta-trained on) goes
+    into the sidecar under ``"card"``; ``info`` entries go in as they are."""
     check_meta_params(meta_params, config)
     path = Path(path)
     vector = np.asarray(ravel_meta_params(meta_params), np.float32)
@@ -190,6 +199,7 @@ def save_learned(
         "variant": config.variant,
         "config": dataclasses.asdict(config),
         **info,
+        **({} if card is None else {"card": card_to_dict(card)}),
     }
     atomic_write(
         _sidecar(path), lambda f: f.write(json.dumps(sidecar, indent=2).encode())

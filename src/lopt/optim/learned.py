@@ -123,6 +123,7 @@ def learned_family(
     noise_mask: Any = tree_paths.actor_mask,
     layer_props: Any = tree_paths.layer_props,
     actor_mask: Any = tree_paths.actor_mask,
+    implementation: str | None = None,
 ) -> Optimizer:
     """The :class:`~lopt.optim.optimizer.Optimizer` of ``config`` (OPEN, an ablation
     of it, No-Features or Optim4RL) with ``meta_params`` as its ``opt_params``.
@@ -134,6 +135,8 @@ def learned_family(
         of the params; default the actor's). Optim4RL has no noise.
       layer_props, actor_mask: OPEN's layer_prop per leaf and, for separate actor
         and critic meta-parameters, which leaves are the actor's.
+      implementation: the code of OPEN's step (:mod:`lopt.optim.fused`; None:
+        ``LOPT_OPEN_STEP``, else the fused kernel where it covers ``config``).
     """
     name = name or config.variant
     description = {"name": name, "variant": config.variant, **vars(config)}
@@ -154,6 +157,7 @@ def learned_family(
                 layer_props=layer_props,
                 actor_mask=actor_mask,
                 track_noise=track_noise,
+                implementation=implementation,
             )
 
     return Optimizer(name, build, meta_params, description, learned=True)

@@ -235,11 +235,18 @@ def _matmul(kernel: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.einsum("io,in->on", kernel, x)
 
 
-def gru_cell(p: dict, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """flax GRUCell: no bias on hr/hz, a bias on hn inside the reset gate."""
+def gru_kernels(p: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A flax GRUCell's gates fused: input kernel ``(in, 3G)`` and bias ``(3G,)``,
+    hidden kernel ``(G, 3G)``; columns in r, z, n order."""
     w_i = jnp.concatenate([p["ir"]["kernel"], p["iz"]["kernel"], p["in"]["kernel"]], 1)
     b_i = jnp.concatenate([p["ir"]["bias"], p["iz"]["bias"], p["in"]["bias"]])
     w_h = jnp.concatenate([p["hr"]["kernel"], p["hz"]["kernel"], p["hn"]["kernel"]], 1)
+    return w_i, b_i, w_h
+
+
+def gru_cell(p: dict, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """flax GRUCell: no bias on hr/hz, a bias on hn inside the reset gate."""
+    w_i, b_i, w_h = gru_kernels(p)
     gi = _matmul(w_i, x) + b_i[:, None]
     gh = _matmul(w_h, carry)
     g = carry.shape[0]
@@ -266,6 +273,13 @@ def _lstm(p: dict, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array
     return jnp.concatenate([c, h], 0), h
 
 
+def centred_dense(dense: dict) -> tuple[jax.Array, jax.Array]:
+    """A Dense layer's kernel ``(in, out)`` and bias ``(out,)`` less their means
+    over the outputs: the layer then gives its LayerNorm-centred output."""
+    kernel = dense["kernel"] - jnp.mean(dense["kernel"], axis=1, keepdims=True)
+    return kernel, dense["bias"] - jnp.mean(dense["bias"])
+
+
 def _dense_layer_norm(dense: dict, norm: dict, x: jax.Array) -> jax.Array:
     """flax ``LayerNorm(Dense(x))`` over the features (axis 0).
 
@@ -274,8 +288,7 @@ def _dense_layer_norm(dense: dict, norm: dict, x: jax.Array) -> jax.Array:
     output in one matmul. Its mean square is the variance, which flax computes as
     ``E[y^2] - E[y]^2``; the two agree up to float rounding.
     """
-    kernel = dense["kernel"] - jnp.mean(dense["kernel"], axis=1, keepdims=True)
-    bias = dense["bias"] - jnp.mean(dense["bias"])
+    kernel, bias = centred_dense(dense)
     y = _matmul(kernel, x) + bias[:, None]
     var = jnp.mean(jnp.square(y), axis=0, keepdims=True)
     return (

@@ -44,13 +44,19 @@ def threefry_2x32(key_pair: jax.Array, x0: jax.Array, x1: jax.Array):
     return x0, x1
 
 
+def key_pair(key: jax.Array) -> jax.Array:
+    """The Threefry key words ``normal`` draws with: shape ``(2,)``, uint32."""
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
 def normal(key: jax.Array, num: int) -> jax.Array:
-    """``num`` independent N(0, 1) draws (float32) determined by ``key``."""
-    key_pair = jax.random.bits(key, (2,), jnp.uint32)
+    """``num`` independent N(0, 1) draws (float32) determined by ``key``; the draw
+    of element ``i`` is Threefry-2x32 of the counter pair ``(i, 0)``."""
+    pair = key_pair(key)
     counter = jnp.arange(num, dtype=jnp.uint32)
     # One block per draw, keeping its first word: every element is then computed
     # independently inside one fused loop.
-    bits, _ = threefry_2x32(key_pair, counter, jnp.zeros_like(counter))
+    bits, _ = threefry_2x32(pair, counter, jnp.zeros_like(counter))
     # 23 random mantissa bits give a uniform in [1, 2); map it to (-1, 1).
     floats = jax.lax.bitcast_convert_type(
         (bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32

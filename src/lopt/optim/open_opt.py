@@ -17,6 +17,11 @@ The transformation returns ``-u`` (optax adds updates). Parameters are processed
 one concatenated vector, so the network runs once per step on all of them, and the
 state stores momenta and recurrent carries flat, in the params' leaf order.
 
+Steps 1-4 run either in pure JAX (the reference, below) or in one fused CPU kernel
+(:mod:`lopt.optim.fused`), which agrees with it up to float rounding; the
+``implementation`` argument or ``LOPT_OPEN_STEP`` chooses, by default the kernel
+where it is built and covers the configuration.
+
 Example::
 
     tx = open_optimizer(meta_params)
@@ -28,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -35,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lopt.optim import tree_paths
+from lopt.optim import fused, tree_paths
 from lopt.optim.features import (
     ALL_FEATURES,
     MOMENTUM_DECAYS,
@@ -50,6 +56,7 @@ from lopt.optim.network import (
     apply_network,
     check_meta_params,
 )
+from lopt.optim.noise import key_pair
 from lopt.optim.noise import normal as threefry_normal
 
 
@@ -76,6 +83,22 @@ class OPENStep(NamedTuple):
 def _element_mask(mask: Any, params: Any) -> jax.Array:
     """1.0 on the elements of masked leaves, 0.0 elsewhere: shape (num_params,)."""
     return tree_paths.per_element(tree_paths.resolve(mask, params), params)
+
+
+def _dormancy_flat(param_leaves: list, dormancy_leaves: list) -> jax.Array:
+    """Each leaf's dormancy broadcast to its parameter: shape ``(num_params,)``."""
+    return tree_paths.flatten(
+        [
+            jnp.broadcast_to(jnp.asarray(d, jnp.float32), p.shape)
+            for p, d in zip(param_leaves, dormancy_leaves, strict=True)
+        ]
+    )
+
+
+def _per_tensor(values: Any, params: Any) -> np.ndarray:
+    """One trace-time value per parameter leaf (a tree or a function of params)."""
+    leaves = jax.tree.leaves(tree_paths.resolve(values, params))
+    return np.asarray([float(v) for v in leaves], np.float32)
 
 
 def open_inputs(
@@ -121,12 +144,7 @@ def open_inputs(
     for p, g in zip(param_leaves, grad_leaves, strict=True):
         normalised.append(tensor_features(p, g, momentum[:, start : start + p.size]))
         start += p.size
-    dormancy_flat = tree_paths.flatten(
-        [
-            jnp.broadcast_to(jnp.asarray(d, jnp.float32), p.shape)
-            for p, d in zip(param_leaves, dormancy_leaves, strict=True)
-        ]
-    )
+    dormancy_flat = _dormancy_flat(param_leaves, dormancy_leaves)
     layer_prop = tree_paths.per_element(tree_paths.resolve(layer_props, params), params)
     schedule = schedule_features(
         start, training_prop, layer_prop, batch_prop, dormancy_flat
@@ -178,11 +196,106 @@ def open_step(
     layer_props: Any = tree_paths.layer_props,
     actor_mask: Any = tree_paths.actor_mask,
     track_noise: bool = False,
+    implementation: str | None = None,
 ) -> OPENStep:
     """The deterministic and stochastic parts of one OPEN step (no mean shift).
 
     Args: as :func:`open_optimizer` and its ``update``.
     """
+    mask = _element_mask(noise_mask, params)
+    inputs = dict(
+        key=key,
+        training_prop=training_prop,
+        batch_prop=batch_prop,
+        dormancy=dormancy,
+        layer_props=layer_props,
+        actor_mask=actor_mask,
+    )
+    step_args = (meta_params, config, state, grads, params)
+    reference = functools.partial(_reference_outputs, *step_args, mask=mask, **inputs)
+    if fused.choose(implementation, config) == "fused":
+        fused_outputs = functools.partial(
+            _fused_outputs, *step_args, noise_mask=noise_mask, **inputs
+        )
+        # The kernel is registered for CPU only; elsewhere the reference runs.
+        momentum, carry, deterministic, noise = jax.lax.platform_dependent(
+            cpu=fused_outputs, default=reference
+        )
+    else:
+        momentum, carry, deterministic, noise = reference()
+    if track_noise:
+        scale = jnp.sum(mask * jnp.abs(tree_paths.flatten(params).astype(jnp.float32)))
+        noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
+    else:
+        noise_magnitude = state.noise_magnitude
+    new_state = OPENState(
+        momentum=momentum,
+        carry=carry,
+        count=state.count + 1,
+        noise_magnitude=noise_magnitude,
+    )
+    return OPENStep(deterministic=deterministic, noise=noise, state=new_state)
+
+
+def _fused_outputs(
+    meta_params,
+    config,
+    state,
+    grads,
+    params,
+    *,
+    key,
+    training_prop,
+    batch_prop,
+    dormancy,
+    noise_mask,
+    layer_props,
+    actor_mask,
+):
+    """``(momentum, carry, deterministic, noise)`` from the fused kernel."""
+    param_leaves = jax.tree.leaves(params)
+    dormancy_leaves = jax.tree.leaves(dormancy)
+    return fused.fused_step(
+        meta_params,
+        config,
+        momentum=state.momentum,
+        carry=state.carry,
+        grad=tree_paths.flatten(
+            [g.astype(jnp.float32) for g in jax.tree.leaves(grads)]
+        ),
+        param=tree_paths.flatten([p.astype(jnp.float32) for p in param_leaves]),
+        dormancy=_dormancy_flat(param_leaves, dormancy_leaves),
+        layer_prop=jnp.stack(
+            [
+                jnp.asarray(v, jnp.float32)
+                for v in jax.tree.leaves(tree_paths.resolve(layer_props, params))
+            ]
+        ),
+        training_prop=training_prop,
+        batch_prop=batch_prop,
+        key_pair=key_pair(key),
+        sizes=np.asarray([np.size(p) for p in param_leaves], np.int64),
+        noise_flags=_per_tensor(noise_mask, params) > 0,
+        actor_flags=_per_tensor(actor_mask, params) > 0,
+    )
+
+
+def _reference_outputs(
+    meta_params,
+    config,
+    state,
+    grads,
+    params,
+    *,
+    key,
+    training_prop,
+    batch_prop,
+    dormancy,
+    mask,
+    layer_props,
+    actor_mask,
+):
+    """``(momentum, carry, deterministic, noise)`` from the pure-JAX step."""
     inputs, momentum = open_inputs(
         state.momentum,
         grads,
@@ -199,25 +312,13 @@ def open_step(
     else:
         carry, out = apply_network(meta_params, state.carry, inputs)
     deterministic = config.step_mult * out[0] * jnp.exp(config.exp_mult * out[1])
-    mask = _element_mask(noise_mask, params)
     if config.noise:
         # Every element is drawn and the mask multiplies: one branch-free kernel,
         # several times faster on CPU than drawing the masked elements alone.
         noise = config.step_mult * out[2] * mask * threefry_normal(key, mask.size)
     else:
         noise = jnp.zeros_like(deterministic)
-    if track_noise:
-        scale = jnp.sum(mask * jnp.abs(tree_paths.flatten(params).astype(jnp.float32)))
-        noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
-    else:
-        noise_magnitude = state.noise_magnitude
-    new_state = OPENState(
-        momentum=momentum,
-        carry=carry,
-        count=state.count + 1,
-        noise_magnitude=noise_magnitude,
-    )
-    return OPENStep(deterministic=deterministic, noise=noise, state=new_state)
+    return momentum, carry, deterministic, noise
 
 
 def open_optimizer(
@@ -228,6 +329,7 @@ def open_optimizer(
     layer_props: Any = tree_paths.layer_props,
     actor_mask: Any = tree_paths.actor_mask,
     track_noise: bool = False,
+    implementation: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """OPEN, the learned optimizer for RL, as an optax transformation.
 
@@ -246,6 +348,11 @@ def open_optimizer(
         meta-parameters when ``config.separate_actor_critic`` (the others use the
         critic's). Default: every leaf under ``"actor"``.
       track_noise: keep ``state.noise_magnitude`` up to date (for analysis).
+      implementation: ``"auto"``, ``"fused"`` or ``"reference"``: which code
+        computes the step (:mod:`lopt.optim.fused`); None reads the environment
+        variable ``LOPT_OPEN_STEP`` (default ``"auto"``: the fused CPU kernel
+        where it covers ``config``). A runtime choice, not part of the
+        architecture: the results agree up to float rounding.
 
     Returns:
       A transformation whose ``update(grads, state, params, *, key,
@@ -255,6 +362,7 @@ def open_optimizer(
       parameter (:func:`lopt.optim.dormancy.dormancy_tree`).
     """
     check_meta_params(meta_params, config)
+    fused.choose(implementation, config)  # an unknown name fails here, not in jit
 
     def init_fn(params: Any) -> OPENState:
         num_params = sum(jnp.size(p) for p in jax.tree.leaves(params))
@@ -296,6 +404,7 @@ def open_optimizer(
             layer_props=layer_props,
             actor_mask=actor_mask,
             track_noise=track_noise,
+            implementation=implementation,
         )
         u = step.deterministic + step.noise
         return tree_paths.unflatten(-(u - jnp.mean(u)), params), step.state

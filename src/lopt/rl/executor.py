@@ -172,11 +172,19 @@ class Executor:
         return self._compiled
 
     # RUNNING -----------------------------------------------------------------------
+    @staticmethod
+    def _report(done: int, metrics: dict, on_progress, on_metrics) -> None:
+        if on_metrics is not None:
+            on_metrics(done, metrics)
+        if on_progress is not None:
+            on_progress(done)
+
     def __call__(
         self,
         keys: jax.Array,
         opt_params: Any = None,
         on_progress: Callable[[int], None] | None = None,
+        on_metrics: Callable[[int, dict], None] | None = None,
     ) -> tuple[dict[str, np.ndarray], Any]:
         """Trains every seed (and member).
 
@@ -186,6 +194,8 @@ class Executor:
           opt_params: the optimizer's parameters (default: its own), with a
             leading member axis ``P`` if ``members``.
           on_progress: called with the number of updates done after each call.
+          on_metrics: called after each call with the updates done and that
+            call's metrics (NumPy, already off the device: experiment tracking).
 
         Returns:
           ``(metrics, final_state)``: each metric (after ``select``) as a NumPy
@@ -198,21 +208,22 @@ class Executor:
         if self.host:
             from lopt.rl.host_backend import run_host
 
-            return run_host(self.config, self.optimizer, keys, opt_params, on_progress)
+            return run_host(
+                self.config, self.optimizer, keys, opt_params, on_progress, on_metrics
+            )
         functions = self._functions()
         keys, opt_params = self._place(keys, opt_params)
         if self.chunk is None:
             state, metrics = functions["whole"](keys, opt_params)
-            if on_progress is not None:
-                on_progress(self.config.num_updates)
-            return jax.device_get(metrics), state
+            metrics = jax.device_get(metrics)
+            self._report(self.config.num_updates, metrics, on_progress, on_metrics)
+            return metrics, state
         state = functions["init"](keys, opt_params)
         pieces = []
         for done in range(self.chunk, self.config.num_updates + 1, self.chunk):
             state, metrics = functions["run"](state, opt_params)
             pieces.append(jax.device_get(metrics))
-            if on_progress is not None:
-                on_progress(done)
+            self._report(done, pieces[-1], on_progress, on_metrics)
         time_axis = 2 if self.members else 1
         metrics = {
             k: np.concatenate([p[k] for p in pieces], axis=time_axis) for k in pieces[0]

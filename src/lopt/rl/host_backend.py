@@ -30,6 +30,7 @@ def run_host(
     keys: jax.Array,
     opt_params: Any,
     on_progress: Callable[[int], None] | None = None,
+    on_metrics: Callable[[int, dict], None] | None = None,
     envs: list | None = None,
 ) -> tuple[dict[str, np.ndarray], list]:
     """Trains one agent per key on host environments.
@@ -38,6 +39,8 @@ def run_host(
       config: ``config.env`` names a host environment (``atari/...``).
       keys: one PRNG key per seed, shape ``(num_seeds,)``.
       on_progress: called with the number of updates done after each update.
+      on_metrics: called after each update with the updates done and that
+        update's metrics, shaped ``(num_seeds, 1, ...)``.
       envs: one batch of environments per seed (default: built from ``config``).
 
     Returns:
@@ -85,6 +88,11 @@ def run_host(
             states[i] = state._replace(update=state.update + 1)
             per_seed.append(jax.device_get(metrics))
         history.append(per_seed)
+        if on_metrics is not None:
+            on_metrics(
+                update + 1,
+                {k: np.stack([m[k] for m in per_seed])[:, None] for k in per_seed[0]},
+            )
         if on_progress is not None:
             on_progress(update + 1)
     for env in envs:

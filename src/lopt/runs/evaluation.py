@@ -11,6 +11,7 @@ made from these files (:mod:`lopt.analysis`), never during training.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from lopt.atomic import atomic_write, write_json
 from lopt.configs.presets import preset_for
 from lopt.envs.registry import canonical_name
+from lopt.optim.card import horizon_mismatch, read_card
 from lopt.optim.spec import from_spec
 from lopt.rl.algorithm import AlgorithmConfig
 from lopt.rl.executor import Executor, chunk_size, seed_keys
@@ -41,6 +43,18 @@ class Curves:
     def final_returns(self) -> np.ndarray:
         """shape ``(num_seeds,)``: the return at the last update (OPEN §3.3)."""
         return self.metrics["return"][:, -1]
+
+
+def horizon_warning(optimizer: Any, config: AlgorithmConfig) -> str | None:
+    """The warning for a learned optimizer file meta-trained at another horizon
+    (its card, :mod:`lopt.optim.card`) than ``config``'s optimizer steps."""
+    spec = optimizer.description.get("spec", "")
+    kind, _, path = spec.partition(":")
+    if not optimizer.learned or kind == "velo" or not path:
+        return None
+    return horizon_mismatch(
+        read_card(path), config.num_optimizer_steps, name=Path(path).name
+    )
 
 
 def replace_checked(config: AlgorithmConfig, field: str, value: Any) -> AlgorithmConfig:
@@ -102,6 +116,8 @@ def run_evaluation(
     total_timesteps: int | None = None,
     sweep: tuple[str, Sequence[Any]] | None = None,
     on_pair: Callable[[str, str, int], Callable[[int], None] | None] | None = None,
+    on_metrics: Callable[[str, str, int, dict], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     command: Sequence[str] = (),
 ) -> list[Curves]:
     """Trains every optimizer on every environment; writes and returns the curves.
@@ -121,6 +137,10 @@ def run_evaluation(
         ``env[setting=value]``.
       on_pair: called with (env, optimizer name, num_updates) before each pair;
         may return a progress callback taking the updates done.
+      on_metrics: called with (env, optimizer name, updates done, metrics) after
+        each chunk of updates (experiment tracking).
+      on_warning: called with the text of each warning (a learned optimizer
+        meta-trained at another horizon than the run's), before training.
       command: recorded in ``config.json``.
 
     Raises:
@@ -172,11 +192,21 @@ def run_evaluation(
         },
     )
 
+    for env, config, optimizer in pairs:
+        warning = horizon_warning(optimizer, config)
+        if warning and on_warning is not None:
+            on_warning(f"{env}: {warning}")
     results = []
     for env, config, optimizer in pairs:
         progress = on_pair(env, optimizer.name, config.num_updates) if on_pair else None
         executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
-        metrics, _ = executor(seed_keys(seeds), on_progress=progress)
+        metrics, _ = executor(
+            seed_keys(seeds),
+            on_progress=progress,
+            on_metrics=functools.partial(on_metrics, env, optimizer.name)
+            if on_metrics
+            else None,
+        )
         curves = Curves(env, optimizer.name, env_steps(config), metrics)
         atomic_write(
             curves_path(out, env, optimizer.name),

@@ -1,0 +1,670 @@
+// OPEN's optimizer step fused into one CPU kernel, called from JAX through the
+// XLA FFI (lopt/optim/fused.py builds the call; lopt/optim/open_opt.py is the
+// reference it is tested against).
+//
+// For every agent parameter the step reads the gradient, the parameter, the six
+// momenta, the recurrent carry and the dormancy once, and writes the new momenta,
+// the new carry, the deterministic update and the noise once; the 19 features, the
+// GRU gates and the MLP's activations live in registers for one tile of 16
+// parameters. Two passes over each tensor:
+//
+//   1. momenta updated (written out) and the sums of squares of the 15 normalised
+//      channels accumulated per tensor (chunk partial sums in double, reduced in a
+//      fixed order, so the result does not depend on threads);
+//   2. per tensor, the 1/RMS normalisation is folded into the input kernel's rows
+//      and the tensor-constant features (training_prop, layer_prop, batch_prop)
+//      into the gates' bias; then every tile runs the GRU cell and the MLP.
+//
+// Arithmetic follows the reference up to float rounding: the LayerNorm centring is
+// folded into the weights by the caller exactly as the reference does, and the
+// transcendental functions are float-accurate polynomial approximations.
+//
+// Batch: every buffer may carry leading batch dimensions (jax.vmap with
+// vmap_method="broadcast_all"); each batch element is an independent step with
+// its own weights, key and schedule. Work is split in chunks over (batch element,
+// tensor, range of parameters) and spread over XLA's intra-op thread pool; each
+// chunk's result is independent of the thread that computes it (deterministic).
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int L = 16;  // parameters per tile (one AVX-512 register of floats)
+typedef float vf __attribute__((vector_size(L * 4)));
+typedef int32_t vi __attribute__((vector_size(L * 4)));
+typedef uint32_t vu __attribute__((vector_size(L * 4)));
+
+constexpr int NUM_MOMENTA = 6;
+constexpr int NUM_NORMALISED = 15;
+constexpr int NUM_FEATURES = 19;
+constexpr int DORMANCY_ROW = 18;
+constexpr float MOMENTUM_DECAYS[NUM_MOMENTA] = {0.1f, 0.5f, 0.9f, 0.99f, 0.999f, 0.9999f};
+constexpr float LOG_EPS = 1e-13f;
+constexpr float NORM_EPS = 1e-5f;
+constexpr float LN_EPS = 1e-6f;
+constexpr int64_t CHUNK = 2048;  // parameters per unit of parallel work
+
+// VECTOR MATHS -----------------------------------------------------------------
+
+inline vf splat(float s) { return vf{} + s; }
+inline vf vload(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
+// Tail tiles: lanes past n read as 0 and are not written.
+inline vf vload_n(const float* p, int n) {
+  if (n == L) return vload(p);
+  float tmp[L] = {};
+  std::memcpy(tmp, p, n * sizeof(float));
+  return vload(tmp);
+}
+inline void vstore_n(float* p, vf v, int n) {
+  if (n == L) return vstore(p, v);
+  float tmp[L];
+  vstore(tmp, v);
+  std::memcpy(p, tmp, n * sizeof(float));
+}
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
+inline vf vsign(vf x) {
+  return x > 0.0f ? splat(1.0f) : (x < 0.0f ? splat(-1.0f) : splat(0.0f) * x);
+}
+inline vf vsqrt(vf x) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_sqrt_ps((__m512)x);
+#else
+  vf r;
+  for (int l = 0; l < L; ++l) r[l] = std::sqrt(x[l]);
+  return r;
+#endif
+}
+// Keeps the compiler from contracting a multiply with a later add (FMA), where
+// the reference rounds the product first.
+inline vf rounded(vf x) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(x));
+#else
+  asm("" : "+m"(x));
+#endif
+  return x;
+}
+
+// Natural log of x > 0 (finite, normal): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// log(m) by a degree-9 polynomial in m - 1 (Cephes' single-precision logf).
+inline vf vlog(vf x) {
+  vi xi = (vi)x;
+  vi e = ((xi >> 23) & 0xff) - 126;
+  vf m = (vf)((xi & 0x007fffff) | 0x3f000000);  // in [0.5, 1)
+  vi small = m < 0.707106781186547524f;
+  e = e + small;  // -1 where small
+  m = (small ? m + m : m) - 1.0f;
+  vf ef = __builtin_convertvector(e, vf);
+  vf z = m * m;
+  vf y = splat(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + ef * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  return m + y + ef * 0.693359375f;
+}
+
+// log(1 + y) for y in (-1, 0]: log(u) (y / (u - 1)) with u = 1 + y rounded,
+// which cancels log's error in rounding 1 + y.
+inline vf vlog1p(vf y) {
+  vf u = rounded(1.0f + y);
+  vf d = u - 1.0f;
+  vf safe_u = d == 0.0f ? splat(1.0f) : u;
+  vf safe_d = d == 0.0f ? splat(1.0f) : d;
+  return d == 0.0f ? y : vlog(safe_u) * (y / safe_d);
+}
+
+// exp(x): 2^n exp(r), r = x - n log 2 in two parts, degree-6 polynomial (Cephes).
+inline vf vexp(vf x) {
+  x = vmin(vmax(x, splat(-87.3f)), splat(88.3f));
+  vf t = x * 1.44269504088896341f + 0.5f;
+  vi n = __builtin_convertvector(t, vi);
+  vf nf = __builtin_convertvector(n, vf);
+  vi above = nf > t;  // truncation rounded up a negative: floor
+  n = n + above;
+  nf = __builtin_convertvector(n, vf);
+  x = x - nf * 0.693359375f;
+  x = x - nf * -2.12194440e-4f;
+  vf z = x * x;
+  vf y = splat(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  return y * (vf)((n + 127) << 23);
+}
+
+// tanh: an odd rational minimax approximation on [-7.9, 7.9] (saturated
+// beyond), x itself below 4e-4.
+inline vf vtanh(vf x) {
+  vf c = vmin(vmax(x, splat(-7.90531110763549805f)), splat(7.90531110763549805f));
+  vf x2 = c * c;
+  vf p = splat(-2.76076847742355e-16f);
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 - 8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * c;
+  vf q = splat(1.19825839466702e-06f);
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return vabs(x) < 0.0004f ? x : p / q;
+}
+
+// The reference's sigmoid: 0.5 tanh(x / 2) + 0.5.
+inline vf vsigmoid(vf x) { return 0.5f * vtanh(0.5f * x) + 0.5f; }
+
+// erfinv on (-1, 1) (Giles 2010, single precision), w = -log1p(-x^2) as XLA.
+inline vf verfinv(vf x) {
+  vf w = -vlog1p(-rounded(x * x));
+  vf lo = w - 2.5f;
+  vf p = splat(2.81022636e-08f);
+  p = 3.43273939e-07f + p * lo;
+  p = -3.5233877e-06f + p * lo;
+  p = -4.39150654e-06f + p * lo;
+  p = 0.00021858087f + p * lo;
+  p = -0.00125372503f + p * lo;
+  p = -0.00417768164f + p * lo;
+  p = 0.246640727f + p * lo;
+  p = 1.50140941f + p * lo;
+  vi tail = w >= 5.0f;
+  bool any_tail = false;
+  for (int l = 0; l < L; ++l) any_tail |= tail[l] != 0;
+  if (!any_tail) return p * x;  // |x| < 0.9966 on every lane: the common case
+  vf hi = vsqrt(w) - 3.0f;
+  vf q = splat(-0.000200214257f);
+  q = 0.000100950558f + q * hi;
+  q = 0.00134934322f + q * hi;
+  q = -0.00367342844f + q * hi;
+  q = 0.00573950773f + q * hi;
+  q = -0.0076224613f + q * hi;
+  q = 0.00943887047f + q * hi;
+  q = 1.00167406f + q * hi;
+  q = 2.83297682f + q * hi;
+  return (w < 5.0f ? p : q) * x;
+}
+
+// Threefry-2x32, 20 rounds (Salmon et al. 2011), first output word: the bits
+// lopt.optim.noise.normal draws for counters x0 with x1 = 0.
+inline vu rotl(vu x, int r) { return (x << r) | (x >> (32 - r)); }
+inline vu threefry_word(uint32_t k0, uint32_t k1, vu x0) {
+  static constexpr int ROT[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
+  const uint32_t ks[3] = {k0, k1, k0 ^ k1 ^ 0x1BD11BDAu};
+  vu x1 = vu{} + k1;
+  x0 = x0 + k0;
+  for (int block = 0; block < 5; ++block) {
+    for (int i = 0; i < 4; ++i) {
+      x0 = x0 + x1;
+      x1 = rotl(x1, ROT[block % 2][i]) ^ x0;
+    }
+    x0 = x0 + ks[(block + 1) % 3];
+    x1 = x1 + (ks[(block + 2) % 3] + uint32_t(block + 1));
+  }
+  return x0;
+}
+
+// N(0, 1) draws for counters start .. start + L - 1 (lopt.optim.noise.normal).
+inline vf normal_draws(uint32_t k0, uint32_t k1, int64_t start) {
+  vu counter;
+  for (int l = 0; l < L; ++l) counter[l] = uint32_t(start + l);
+  vu bits = threefry_word(k0, k1, counter);
+  vf floats = (vf)((bits >> 9) | 0x3F800000u);
+  const float lo = std::nextafter(-1.0f, 0.0f);
+  vf uniform = vmax(splat(lo), rounded((floats - 1.0f) * 2.0f) + lo);
+  return 1.41421356237309515f * verfinv(uniform);
+}
+
+// LAYOUT ------------------------------------------------------------------------
+
+// Offsets into one packed meta-parameter set (lopt/optim/fused.py packs it):
+// input kernel (19, 3G) with zero rows for features the variant does not read,
+// input bias (3G), hidden kernel (G, 3G), the n gate's hidden bias (G); two MLP
+// layers with LayerNorm centring folded in, kernel (in, H), bias, LN scale, LN
+// bias (H each); head kernel (H, 3) and bias (3).
+struct Layout {
+  int G, H;
+  int64_t wi, bi, wh, bhn, w0, b0, s0, c0, w1, b1, s1, c1, w2, b2, size;
+  Layout(int g, int h) : G(g), H(h) {
+    int64_t o = 0;
+    auto take = [&o](int64_t n) { int64_t at = o; o += n; return at; };
+    wi = take(NUM_FEATURES * 3 * G);
+    bi = take(3 * G);
+    wh = take(G * 3 * G);
+    bhn = take(G);
+    w0 = take(G * H);
+    b0 = take(H);
+    s0 = take(H);
+    c0 = take(H);
+    w1 = take(H * H);
+    b1 = take(H);
+    s1 = take(H);
+    c1 = take(H);
+    w2 = take(H * 3);
+    b2 = take(3);
+    size = o;
+  }
+};
+
+struct Step {
+  int64_t batch, num_params, num_tensors, num_sets;
+  const int64_t* sizes;
+  const int32_t* noise_flags;
+  const int32_t* sets;
+  bool noise, use_dormancy;
+  float step_mult, exp_mult;
+  Layout layout;
+  // inputs
+  const float *grad, *param, *momentum, *carry, *dormancy, *weights, *layer_props,
+      *schedule;
+  const uint32_t* keys;
+  // outputs
+  float *momentum_out, *carry_out, *det_out, *noise_out;
+  // per tensor
+  std::vector<int64_t> offsets;
+  Step(int g, int h) : layout(g, h) {}
+};
+
+struct Chunk {
+  int64_t b, t, start, end;  // batch element, tensor, element range in the step
+};
+
+// PASS 1: momenta and sums of squares --------------------------------------------
+
+void stats_chunk(const Step& s, const Chunk& c, double* sums) {
+  const int64_t P = s.num_params;
+  const float* g_in = s.grad + c.b * P;
+  const float* p_in = s.param + c.b * P;
+  const float* m_in = s.momentum + c.b * NUM_MOMENTA * P;
+  float* m_out = s.momentum_out + c.b * NUM_MOMENTA * P;
+  vf acc[NUM_NORMALISED];
+  for (auto& a : acc) a = splat(0.0f);
+  for (int64_t e = c.start; e < c.end; e += L) {
+    int n = int(std::min<int64_t>(L, c.end - e));
+    vf valid = splat(1.0f);
+    if (n < L)
+      for (int l = n; l < L; ++l) valid[l] = 0.0f;
+    vf g = vload_n(g_in + e, n);
+    vf p = vload_n(p_in + e, n);
+    acc[0] += p * p;
+    for (int k = 0; k < NUM_MOMENTA; ++k) {
+      float d = MOMENTUM_DECAYS[k];
+      // fma(d, m, (1 - d) g), as XLA computes the reference's d m + (1 - d) g
+      vf m = d * vload_n(m_in + k * P + e, n) + rounded((1.0f - d) * g);
+      vstore_n(m_out + k * P + e, m, n);
+      vf sg = vsign(m);
+      vf lg = vlog(vabs(m) + LOG_EPS) * valid;
+      acc[1 + k] += sg * sg;
+      acc[7 + k] += lg * lg;
+    }
+    vf sg = vsign(g);
+    vf lg = vlog(vabs(g) + LOG_EPS) * valid;
+    acc[13] += sg * sg;
+    acc[14] += lg * lg;
+  }
+  for (int ch = 0; ch < NUM_NORMALISED; ++ch) {
+    double total = 0.0;
+    for (int l = 0; l < L; ++l) total += acc[ch][l];
+    sums[ch] = total;
+  }
+}
+
+// Per tensor: input rows scaled by 1/RMS and the tensor-constant features in the
+// bias. Returns (16, 3G): rows 0-14 the scaled kernel rows, row 15 the bias.
+void tensor_weights(const Step& s, int64_t b, int64_t t, const double* sums,
+                    float* out) {
+  const Layout& ly = s.layout;
+  const int G3 = 3 * ly.G;
+  const float* w = s.weights + (b * s.num_sets + s.sets[t]) * ly.size;
+  const float n = float(s.sizes[t]);
+  for (int ch = 0; ch < NUM_NORMALISED; ++ch) {
+    float mean = float(sums[ch]) / n;
+    float scale = 1.0f / std::sqrt(NORM_EPS + mean);
+    for (int o = 0; o < G3; ++o) out[ch * G3 + o] = w[ly.wi + ch * G3 + o] * scale;
+  }
+  const float tp = s.schedule[b * 2], bp = s.schedule[b * 2 + 1];
+  const float lp = s.layer_props[b * s.num_tensors + t];
+  for (int o = 0; o < G3; ++o) {
+    out[NUM_NORMALISED * G3 + o] = w[ly.bi + o] + tp * w[ly.wi + 15 * G3 + o] +
+                                   lp * w[ly.wi + 16 * G3 + o] +
+                                   bp * w[ly.wi + 17 * G3 + o];
+  }
+}
+
+// PASS 2: the network on every tile ----------------------------------------------
+
+// out[o] += sum_i x[i] w[i * ld + o] for o < NO, in groups of 8 outputs whose
+// accumulators stay in registers through the whole sum.
+template <int NO, int NI>
+inline void matvec(vf* out, const vf* x, const float* w, int ld) {
+  constexpr int GROUP = NO < 8 ? NO : 8;
+  static_assert(NO % GROUP == 0, "outputs come in groups of 8");
+#pragma GCC unroll 4
+  for (int o = 0; o < NO; o += GROUP) {
+    vf acc[GROUP];
+#pragma GCC unroll 8
+    for (int q = 0; q < GROUP; ++q) acc[q] = out[o + q];
+#pragma GCC unroll 32
+    for (int i = 0; i < NI; ++i) {
+      const vf xi = x[i];
+      const float* row = w + i * ld + o;
+#pragma GCC unroll 8
+      for (int q = 0; q < GROUP; ++q) acc[q] += xi * row[q];
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < GROUP; ++q) out[o + q] = acc[q];
+  }
+}
+
+// flax LayerNorm(Dense(x)) then relu, the centring already in kernel and bias.
+template <int IN, int H>
+inline void dense_norm_relu(const vf* x, const float* w, const float* b,
+                            const float* scale, const float* shift, vf* y) {
+#pragma GCC unroll 32
+  for (int o = 0; o < H; ++o) y[o] = splat(b[o]);
+  matvec<H, IN>(y, x, w, H);
+  vf var = splat(0.0f);
+#pragma GCC unroll 32
+  for (int o = 0; o < H; ++o) var += y[o] * y[o];
+  vf rs = 1.0f / vsqrt(var * (1.0f / H) + LN_EPS);
+#pragma GCC unroll 32
+  for (int o = 0; o < H; ++o)
+    y[o] = vmax(y[o] * (rs * scale[o]) + shift[o], splat(0.0f));
+}
+
+template <int G, int H>
+void network_chunk(const Step& s, const Chunk& c, const float* tw) {
+  constexpr int G3 = 3 * G;
+  const Layout& ly = s.layout;
+  const int64_t P = s.num_params;
+  const float* w = s.weights + (c.b * s.num_sets + s.sets[c.t]) * ly.size;
+  const float* g_in = s.grad + c.b * P;
+  const float* p_in = s.param + c.b * P;
+  const float* m_new = s.momentum_out + c.b * NUM_MOMENTA * P;
+  const float* h_in = s.carry + c.b * G * P;
+  const float* d_in = s.use_dormancy ? s.dormancy + c.b * P : nullptr;
+  float* h_out = s.carry_out + c.b * G * P;
+  float* det_out = s.det_out + c.b * P;
+  float* noise_out = s.noise ? s.noise_out + c.b * P : nullptr;
+  const bool noised = s.noise && s.noise_flags[c.t];
+  const uint32_t k0 = s.keys[c.b * 2], k1 = s.keys[c.b * 2 + 1];
+  // Dormancy's input row after the tensor's 15 scaled rows.
+  float rows[(NUM_NORMALISED + 1) * G3];
+  std::memcpy(rows, tw, sizeof(float) * NUM_NORMALISED * G3);
+  std::memcpy(rows + NUM_NORMALISED * G3, w + ly.wi + DORMANCY_ROW * G3,
+              sizeof(float) * G3);
+  const float* bias = tw + NUM_NORMALISED * G3;
+  const int num_x = d_in ? NUM_NORMALISED + 1 : NUM_NORMALISED;
+
+  for (int64_t e = c.start; e < c.end; e += L) {
+    const int n = int(std::min<int64_t>(L, c.end - e));
+    // the features of the tile (unscaled: the scale is in the rows)
+    vf x[NUM_NORMALISED + 1];
+    x[0] = vload_n(p_in + e, n);
+#pragma GCC unroll 6
+    for (int k = 0; k < NUM_MOMENTA; ++k) {
+      vf m = vload_n(m_new + k * P + e, n);
+      x[1 + k] = vsign(m);
+      x[7 + k] = vlog(vabs(m) + LOG_EPS);
+    }
+    vf g = vload_n(g_in + e, n);
+    x[13] = vsign(g);
+    x[14] = vlog(vabs(g) + LOG_EPS);
+    x[15] = d_in ? vload_n(d_in + e, n) : splat(0.0f);
+    vf h[G];
+#pragma GCC unroll 16
+    for (int j = 0; j < G; ++j) h[j] = vload_n(h_in + j * P + e, n);
+
+    // GRU (flax GRUCell): r and z sum input and hidden parts; n keeps them apart
+    vf gates[G3], gh_n[G];
+#pragma GCC unroll 48
+    for (int o = 0; o < G3; ++o) gates[o] = splat(bias[o]);
+    if (num_x == NUM_NORMALISED + 1) {
+      matvec<G3, NUM_NORMALISED + 1>(gates, x, rows, G3);
+    } else {
+      matvec<G3, NUM_NORMALISED>(gates, x, rows, G3);
+    }
+    matvec<2 * G, G>(gates, h, w + ly.wh, G3);
+#pragma GCC unroll 16
+    for (int i = 0; i < G; ++i) gh_n[i] = splat(w[ly.bhn + i]);
+    matvec<G, G>(gh_n, h, w + ly.wh + 2 * G, G3);
+    vf hn[G];
+#pragma GCC unroll 16
+    for (int i = 0; i < G; ++i) {
+      vf r = vsigmoid(gates[i]);
+      vf z = vsigmoid(gates[G + i]);
+      vf cand = vtanh(gates[2 * G + i] + r * gh_n[i]);
+      hn[i] = (1.0f - z) * cand + z * h[i];
+      vstore_n(h_out + i * P + e, hn[i], n);
+    }
+
+    // MLP
+    vf a0[H], a1[H];
+    dense_norm_relu<G, H>(hn, w + ly.w0, w + ly.b0, w + ly.s0, w + ly.c0, a0);
+    dense_norm_relu<H, H>(a0, w + ly.w1, w + ly.b1, w + ly.s1, w + ly.c1, a1);
+    vf out[3];
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) out[k] = splat(w[ly.b2 + k]);
+    matvec<3, H>(out, a1, w + ly.w2, 3);
+
+    vf det = rounded(s.step_mult * out[0]) * vexp(s.exp_mult * out[1]);
+    vstore_n(det_out + e, det, n);
+    if (noise_out) {
+      vf nz = noised ? rounded(s.step_mult * out[2]) * normal_draws(k0, k1, e)
+                     : splat(0.0f);
+      vstore_n(noise_out + e, nz, n);
+    }
+  }
+}
+
+// PARALLEL FOR ------------------------------------------------------------------
+
+// Runs fn(0..n-1) on the calling thread and up to threads - 1 pool tasks. Indices
+// are claimed from a shared counter, so a pool task that starts late (or never)
+// cannot stall the call: the caller does whatever is left and waits only for
+// indices already claimed, sleeping rather than spinning (on a loaded machine the
+// task it waits for may not be running). The shared state outlives the call.
+template <typename F>
+void parallel_for(ffi::ThreadPool& pool, int threads, int64_t n, const F& fn) {
+  if (threads <= 1 || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
+    std::mutex mutex;
+    std::condition_variable finished;
+  };
+  auto state = std::make_shared<State>();
+  const F* f = &fn;
+  auto work = [state, n, f]() {
+    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
+      (*f)(i);
+      if (state->done.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->finished.notify_all();
+      }
+    }
+  };
+  int tasks = int(std::min<int64_t>(threads - 1, n - 1));
+  for (int k = 0; k < tasks; ++k) pool.Schedule(decltype(work)(work));
+  work();
+  std::unique_lock<std::mutex> lock(state->mutex);
+  state->finished.wait(lock, [&] { return state->done.load() == n; });
+}
+
+ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
+                        ffi::Buffer<ffi::F32> param, ffi::Buffer<ffi::F32> momentum,
+                        ffi::Buffer<ffi::F32> carry, ffi::Buffer<ffi::F32> dormancy,
+                        ffi::Buffer<ffi::F32> weights,
+                        ffi::Buffer<ffi::F32> layer_props,
+                        ffi::Buffer<ffi::F32> schedule, ffi::Buffer<ffi::U32> keys,
+                        ffi::ResultBuffer<ffi::F32> momentum_out,
+                        ffi::ResultBuffer<ffi::F32> carry_out,
+                        ffi::ResultBuffer<ffi::F32> det_out,
+                        ffi::ResultBuffer<ffi::F32> noise_out,
+                        ffi::Span<const int64_t> sizes,
+                        ffi::Span<const int32_t> noise_flags,
+                        ffi::Span<const int32_t> sets, int32_t cell_features,
+                        int32_t hidden_size, bool noise, bool use_dormancy,
+                        float step_mult, float exp_mult, int32_t threads) {
+  Step s(cell_features, hidden_size);
+  s.num_tensors = int64_t(sizes.size());
+  if (int64_t(noise_flags.size()) != s.num_tensors ||
+      int64_t(sets.size()) != s.num_tensors)
+    return ffi::Error::InvalidArgument("open_step: per-tensor attributes differ in length");
+  s.num_params = 0;
+  for (int64_t t = 0; t < s.num_tensors; ++t) {
+    s.offsets.push_back(s.num_params);
+    s.num_params += sizes[t];
+  }
+  const int64_t P = s.num_params;
+  if (P == 0 || grad.element_count() % P)
+    return ffi::Error::InvalidArgument("open_step: gradient size is not a multiple of the parameter count");
+  s.batch = int64_t(grad.element_count()) / P;
+  const int G = cell_features;
+  s.num_sets = int64_t(weights.element_count()) / (s.batch * s.layout.size);
+  if (s.num_sets * s.batch * s.layout.size != int64_t(weights.element_count()))
+    return ffi::Error::InvalidArgument("open_step: packed weights have the wrong size");
+  if (int64_t(param.element_count()) != s.batch * P ||
+      int64_t(momentum.element_count()) != s.batch * NUM_MOMENTA * P ||
+      int64_t(carry.element_count()) != s.batch * G * P ||
+      (use_dormancy && int64_t(dormancy.element_count()) != s.batch * P) ||
+      int64_t(layer_props.element_count()) != s.batch * s.num_tensors ||
+      int64_t(schedule.element_count()) != s.batch * 2 ||
+      int64_t(keys.element_count()) != s.batch * 2)
+    return ffi::Error::InvalidArgument("open_step: input shapes do not match");
+  s.sizes = sizes.begin();
+  s.noise_flags = noise_flags.begin();
+  s.sets = sets.begin();
+  s.noise = noise;
+  s.use_dormancy = use_dormancy;
+  s.step_mult = step_mult;
+  s.exp_mult = exp_mult;
+  s.grad = grad.typed_data();
+  s.param = param.typed_data();
+  s.momentum = momentum.typed_data();
+  s.carry = carry.typed_data();
+  s.dormancy = dormancy.typed_data();
+  s.weights = weights.typed_data();
+  s.layer_props = layer_props.typed_data();
+  s.schedule = schedule.typed_data();
+  s.keys = keys.typed_data();
+  s.momentum_out = momentum_out->typed_data();
+  s.carry_out = carry_out->typed_data();
+  s.det_out = det_out->typed_data();
+  s.noise_out = noise_out->typed_data();
+
+  void (*network)(const Step&, const Chunk&, const float*);
+  if (G == 8 && hidden_size == 16) {
+    network = network_chunk<8, 16>;
+  } else if (G == 16 && hidden_size == 32) {
+    network = network_chunk<16, 32>;
+  } else {
+    return ffi::Error::InvalidArgument("open_step: only (8, 16) and (16, 32) networks are built");
+  }
+
+  std::vector<Chunk> chunks;
+  std::vector<int64_t> first_chunk;  // per (batch element, tensor)
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t t = 0; t < s.num_tensors; ++t) {
+      first_chunk.push_back(int64_t(chunks.size()));
+      const int64_t begin = s.offsets[t], end = begin + sizes[t];
+      for (int64_t e = begin; e < end; e += CHUNK)
+        chunks.push_back({b, t, e, std::min(end, e + CHUNK)});
+    }
+  }
+  first_chunk.push_back(int64_t(chunks.size()));
+  const int64_t num_chunks = int64_t(chunks.size());
+  int workers = threads > 0 ? threads : int(std::max<int64_t>(1, pool.num_threads()));
+
+  std::vector<double> sums(num_chunks * NUM_NORMALISED);
+  parallel_for(pool, workers, num_chunks, [&](int64_t i) {
+    stats_chunk(s, chunks[i], &sums[i * NUM_NORMALISED]);
+  });
+
+  // Reduction in chunk order, then the tensor's scaled rows.
+  const int64_t num_pairs = s.batch * s.num_tensors;
+  const int64_t tw_size = (NUM_NORMALISED + 1) * 3 * G;
+  std::vector<float> tw(num_pairs * tw_size);
+  for (int64_t pair = 0; pair < num_pairs; ++pair) {
+    double total[NUM_NORMALISED] = {};
+    for (int64_t i = first_chunk[pair]; i < first_chunk[pair + 1]; ++i)
+      for (int ch = 0; ch < NUM_NORMALISED; ++ch)
+        total[ch] += sums[i * NUM_NORMALISED + ch];
+    tensor_weights(s, pair / s.num_tensors, pair % s.num_tensors, total,
+                   &tw[pair * tw_size]);
+  }
+
+  parallel_for(pool, workers, num_chunks, [&](int64_t i) {
+    const Chunk& c = chunks[i];
+    network(s, c, &tw[(c.b * s.num_tensors + c.t) * tw_size]);
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LoptOpenStep, OpenStepImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // grad
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // param
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // momentum
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // carry
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dormancy
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // weights
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // layer_props
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // schedule
+                                  .Arg<ffi::Buffer<ffi::U32>>()  // keys
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // momentum
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // carry
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // det
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // noise
+                                  .Attr<ffi::Span<const int64_t>>("sizes")
+                                  .Attr<ffi::Span<const int32_t>>("noise_flags")
+                                  .Attr<ffi::Span<const int32_t>>("sets")
+                                  .Attr<int32_t>("cell_features")
+                                  .Attr<int32_t>("hidden_size")
+                                  .Attr<bool>("noise")
+                                  .Attr<bool>("use_dormancy")
+                                  .Attr<float>("step_mult")
+                                  .Attr<float>("exp_mult")
+                                  .Attr<int32_t>("threads"));
+
+// A C symbol reporting the kernel's build, so Python can check it loaded the
+// right library before registering it.
+extern "C" int lopt_open_step_abi() { return 1; }
