@@ -278,7 +278,8 @@ def test_td3_delays_the_actor_and_the_targets():
 
 
 def test_sac_tree_layer_props_and_noise():
-    params = make_algorithm(TINY_SAC, adam()).init(jax.random.key(0), {}).params
+    opt = adam()
+    params = make_algorithm(TINY_SAC, opt).init(jax.random.key(0), opt.params).params
     assert set(params) == {"actor", "critic", "temperature"}
     props = {
         "/".join(tree_paths.path_names(p)): v
@@ -295,8 +296,6 @@ def test_sac_tree_layer_props_and_noise():
     assert not any(
         jax.tree.leaves(mask["critic"]) + jax.tree.leaves(mask["temperature"])
     )
-    # the temperature learns: alpha moved from 1
-    assert float(params["temperature"]["log_alpha"]) != 0.0
 
 
 @pytest.mark.parametrize("algo", LOOPS)
