@@ -34,7 +34,7 @@ from lopt.rl.sac import (
 )
 from lopt.rl.td3 import TD3Config, smoothed_action, td3_target
 
-from tiny import run_seeds, spy_optimizer
+from tiny import over_seeds_and_learning_rates, run_seeds, spy_optimizer
 
 # Pendulum, 2 envs x 2 steps per update, 8 updates; learning from frame 12 (update
 # 2 on), 2 gradient steps per update: 6 learning updates, 12 gradient steps.
@@ -301,15 +301,7 @@ def test_sac_tree_layer_props_and_noise():
 @pytest.mark.parametrize("algo", LOOPS)
 def test_vmaps_over_seeds_and_learning_rates(algo):
     config = TINY[algo]
-    opt = adam(1e-3)
-    train = make_algorithm(config, opt).train
-    keys = jax.random.split(jax.random.key(0), 2)
-    lrs = {**opt.params, "learning_rate": jnp.array([1e-5, 1e-2])}
-    lr_axes = {"learning_rate": 0, "b1": None, "b2": None}
-    _, metrics = jax.jit(
-        jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, lr_axes))
-    )(keys, lrs)
-    assert metrics["return"].shape == (2, 2, config.num_updates)
+    metrics = over_seeds_and_learning_rates(config)
     losses = [k for k in metrics if k.endswith("loss")]
     assert losses and all(np.isfinite(metrics[k]).all() for k in losses)
     learned = metrics["update_magnitude"][:, :, -1]
@@ -411,10 +403,17 @@ def test_gymnasium_mujoco_on_the_host():
 
 
 @pytest.mark.heavy
-def test_td3_on_brax():
-    pytest.importorskip("brax")
+@pytest.mark.parametrize(
+    ("module", "env", "algo"),
+    [
+        ("brax", "brax/hopper", "td3"),
+        ("mujoco_playground", "dmc/cartpole-swingup", "sac"),
+    ],
+)
+def test_jax_suites_run(module, env, algo):
+    pytest.importorskip(module)
     config = dataclasses.replace(
-        preset_for("brax/hopper", "small", "td3").config,
+        preset_for(env, "small", algo).config,
         total_timesteps=8,
         learning_starts=4,
         batch_size=4,
@@ -423,20 +422,6 @@ def test_td3_on_brax():
     metrics, _ = run_seeds(config, adam(), [0])
     assert np.isfinite(metrics["critic_loss"]).all()
     assert metrics["critic_loss"][0, -1] > 0
-
-
-@pytest.mark.heavy
-def test_playground_dmc_task():
-    pytest.importorskip("mujoco_playground")
-    config = dataclasses.replace(
-        preset_for("dmc/cartpole-swingup", "small", "sac").config,
-        total_timesteps=8,
-        learning_starts=4,
-        batch_size=4,
-        hidden_size=8,
-    )
-    metrics, _ = run_seeds(config, adam(), [0])
-    assert np.isfinite(metrics["critic_loss"]).all()
 
 
 # LEARNING --------------------------------------------------------------------------

@@ -20,7 +20,15 @@ from lopt.rl.iqn import IQNConfig, quantile_huber_loss
 from lopt.rl.pqn import PQNConfig, q_lambda_returns
 from lopt.rl.registry import make_algorithm
 
-from tiny import BREAKOUT, TINY_DQN, TINY_IQN, TINY_PQN, run_seeds, spy_optimizer
+from tiny import (
+    BREAKOUT,
+    TINY_DQN,
+    TINY_IQN,
+    TINY_PQN,
+    over_seeds_and_learning_rates,
+    run_seeds,
+    spy_optimizer,
+)
 
 TINY = {"dqn": TINY_DQN, "iqn": TINY_IQN, "pqn": TINY_PQN}
 # IQN runs DQN's loop: where a check is about the loop, not the loss, CI runs it
@@ -197,15 +205,7 @@ def test_vmapped_run_equals_single_runs():
 @pytest.mark.parametrize("algo", LOOPS)
 def test_vmaps_over_seeds_and_learning_rates(algo):
     config = TINY[algo]
-    opt = adam(1e-3)
-    train = make_algorithm(config, opt).train
-    keys = jax.random.split(jax.random.key(0), 2)
-    lrs = {**opt.params, "learning_rate": jnp.array([1e-5, 1e-2])}
-    lr_axes = {"learning_rate": 0, "b1": None, "b2": None}
-    _, metrics = jax.jit(
-        jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, lr_axes))
-    )(keys, lrs)
-    assert metrics["return"].shape == (2, 2, config.num_updates)
+    metrics = over_seeds_and_learning_rates(config)
     assert np.isfinite(metrics["loss"]).all()
     learned = metrics["update_magnitude"][:, :, -1]
     assert (learned[1] > 10 * learned[0]).all()

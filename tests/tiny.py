@@ -106,3 +106,24 @@ def spy_optimizer(num_records: int):
         return optax.GradientTransformationExtraArgs(init, update)
 
     return Optimizer("spy", build, {})
+
+
+def over_seeds_and_learning_rates(config):
+    """The metrics of ``config``'s run with Adam, vmapped over 2 seeds (inner)
+    and the learning rates 1e-5 and 1e-2 (outer): leaves ``(2, 2, T, ...)``."""
+    import jax
+    import jax.numpy as jnp
+
+    from lopt.optim.handcrafted import adam
+    from lopt.rl.registry import make_algorithm
+
+    opt = adam(1e-3)
+    train = make_algorithm(config, opt).train
+    keys = jax.random.split(jax.random.key(0), 2)
+    lrs = {**opt.params, "learning_rate": jnp.array([1e-5, 1e-2])}
+    lr_axes = {"learning_rate": 0, "b1": None, "b2": None}
+    _, metrics = jax.jit(
+        jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, lr_axes))
+    )(keys, lrs)
+    assert metrics["return"].shape == (2, 2, config.num_updates)
+    return metrics
