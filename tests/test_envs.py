@@ -13,7 +13,11 @@ from lopt.envs.registry import (
 )
 
 # Suites that are extras are checked, batched, in test_env_suites.py.
-CORE = sorted(n for n in REGISTRY if not n.startswith(("brax/", "craftax/", "atari/")))
+CORE = sorted(
+    n
+    for n in REGISTRY
+    if not n.startswith(("brax/", "craftax/", "atari/", "mujoco/", "dmc/"))
+)
 
 # Registry names of the gridworld types that read the maze layouts.
 GRID_TYPES_BY_NAME = {f"gridworld/{n}": t.tabular for n, t in GRID_TYPES.items()}

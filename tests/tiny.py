@@ -67,3 +67,63 @@ def run_seeds(config, optimizer, seeds, opt_params=None):
 
     executor = Executor(config, optimizer, chunk=chunk_size(config.num_updates))
     return executor(seed_keys(seeds), opt_params)
+
+
+def spy_optimizer(num_records: int):
+    """SGD that records the extra arguments of its first ``num_records`` steps:
+    its state is ``(sgd state, steps taken, training_props, batch_props, the
+    num_steps it was built for)``."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from lopt.optim.optimizer import Optimizer
+
+    def build(params, num_steps):
+        sgd = optax.sgd(1e-3)
+
+        def init(p):
+            zeros = jnp.zeros(num_records)
+            return (sgd.init(p), jnp.zeros((), jnp.int32), zeros, zeros, zeros)
+
+        def update(
+            grads, state, params=None, *, training_prop, batch_prop, key, dormancy, loss
+        ):
+            # every extra argument the loops promise (VeLO reads the loss), and
+            # a dormancy for every leaf (per neuron under a recorded layer, else 1)
+            assert key is not None and loss.shape == ()
+            assert jax.tree.structure(dormancy) == jax.tree.structure(params)
+            inner, i, tps, bps, steps = state
+            updates, inner = sgd.update(grads, inner, params)
+            return updates, (
+                inner,
+                i + 1,
+                tps.at[i].set(training_prop),
+                bps.at[i].set(batch_prop),
+                steps.at[i].set(num_steps),
+            )
+
+        return optax.GradientTransformationExtraArgs(init, update)
+
+    return Optimizer("spy", build, {})
+
+
+def over_seeds_and_learning_rates(config):
+    """The metrics of ``config``'s run with Adam, vmapped over 2 seeds (inner)
+    and the learning rates 1e-5 and 1e-2 (outer): leaves ``(2, 2, T, ...)``."""
+    import jax
+    import jax.numpy as jnp
+
+    from lopt.optim.handcrafted import adam
+    from lopt.rl.registry import make_algorithm
+
+    opt = adam(1e-3)
+    train = make_algorithm(config, opt).train
+    keys = jax.random.split(jax.random.key(0), 2)
+    lrs = {**opt.params, "learning_rate": jnp.array([1e-5, 1e-2])}
+    lr_axes = {"learning_rate": 0, "b1": None, "b2": None}
+    _, metrics = jax.jit(
+        jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, lr_axes))
+    )(keys, lrs)
+    assert metrics["return"].shape == (2, 2, config.num_updates)
+    return metrics

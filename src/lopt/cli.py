@@ -106,7 +106,9 @@ class Train:
     """environment name or alias: cartpole, acrobot, breakout, asterix, freeway,
     spaceinvaders, gridworld/rand_all (and the six other gridworld types),
     deepsea-8 (also -16, -24, -32), ant (and brax/halfcheetah, hopper, walker2d,
-    humanoid), craftax-classic, atari/breakout (and pong, space_invaders, ...)"""
+    humanoid), craftax-classic, atari/breakout (and pong, space_invaders, ...),
+    pendulum, mountaincar-continuous, mujoco/halfcheetah (and hopper, walker2d, ant,
+    humanoid: real MuJoCo), dmc/cheetah-run (and walker-walk, ...: Playground)"""
     preset: str = "default"
     """the algorithm's settings: default (PPO on MinAtar: the paper's), small
     (MinAtar in seconds on a CPU, the inner task of lopt meta-train's cpu preset;
@@ -119,7 +121,8 @@ class Train:
     tuned: Path | None = None
     """a tuned.json from lopt tune: its hyperparameters for its optimizer"""
     algo: str = "ppo"
-    """inner-loop algorithm: ppo, dqn, iqn or pqn (value-based: discrete actions)"""
+    """inner-loop algorithm: ppo, dqn, iqn, pqn or rainbow (discrete actions), sac
+    or td3 (continuous actions)"""
     lr: float | None = None
     """learning rate of a hand-crafted optimizer (default: the preset's tuned one)"""
     seeds: int = 4
@@ -341,7 +344,7 @@ class MetaTrain:
     """tasks to meta-train on, each with its --algo --preset settings (replaces
     the meta-training preset's tasks)"""
     algo: str = "ppo"
-    """inner-loop algorithm of --envs: ppo, dqn, iqn or pqn"""
+    """inner-loop algorithm of --envs: ppo, dqn, iqn, pqn, rainbow, sac or td3"""
     preset: str = "default"
     """the algorithm's preset variant for --envs: default, small, zero-shot or
     small-zero-shot"""
@@ -765,7 +768,7 @@ class Eval:
     env: str = "cartpole"
     """environment(s), comma-separated, e.g. breakout,asterix"""
     algo: str = "ppo"
-    """inner-loop algorithm: ppo, dqn, iqn or pqn"""
+    """inner-loop algorithm: ppo, dqn, iqn, pqn, rainbow, sac or td3"""
     optimizers: str = "adam,rmsprop,lion"
     """comma-separated: adam, rmsprop, lion, sgd, open:PATH, optim4rl:PATH,
     learned:PATH, velo:PATH"""
@@ -880,7 +883,7 @@ class Tune:
     env: str = "cartpole"
     """environment name or alias, as lopt train takes it"""
     algo: str = "ppo"
-    """inner-loop algorithm: ppo, dqn, iqn or pqn"""
+    """inner-loop algorithm: ppo, dqn, iqn, pqn, rainbow, sac or td3"""
     optimizer: str = "adam"
     """adam, rmsprop or lion"""
     lrs: tuple[float, ...] | None = None

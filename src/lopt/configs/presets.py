@@ -9,7 +9,8 @@ fitness). Each suite has a base config, and every preset is that base with
 
 Variants: ``default`` (PPO on MinAtar: the paper's settings, OPEN §3.5, with the
 tuned Adam of §6; Brax and the gridworld: the paper's; Craftax: the Craftax
-paper's; Atari: CleanRL's; value-based loops: their reference implementations'),
+paper's; Atari: CleanRL's; value-based loops, Rainbow, SAC and TD3: their
+reference implementations'),
 ``small`` (a CPU budget: MinAtar in seconds, every other suite in minutes), and
 for Craftax ``zero-shot`` and ``small-zero-shot`` (the gridworld's PPO carried
 over, OPEN §5.4). RMSprop, Lion and SGD defaults are starting points, not tuned.
@@ -23,7 +24,14 @@ from typing import Any
 
 from lopt.configs.tuned import TunedSettings, check_tuned
 from lopt.envs.gridworld import GRID_TYPES
-from lopt.envs.registry import ATARI_GAMES, BRAX_TASKS, DEEPSEA_SIZES, canonical_name
+from lopt.envs.registry import (
+    ATARI_GAMES,
+    BRAX_TASKS,
+    DEEPSEA_SIZES,
+    DMC_TASKS,
+    MUJOCO_TASKS,
+    canonical_name,
+)
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.optim.network import OPENConfig
 from lopt.rl.algorithm import AlgorithmConfig
@@ -31,7 +39,10 @@ from lopt.rl.dqn import DQNConfig
 from lopt.rl.iqn import IQNConfig
 from lopt.rl.ppo import PPOConfig
 from lopt.rl.pqn import PQNConfig
-from lopt.rl.registry import algorithm_name, check_name
+from lopt.rl.rainbow import RainbowConfig
+from lopt.rl.registry import action_mismatch, algorithm_name, check_name
+from lopt.rl.sac import SACConfig
+from lopt.rl.td3 import TD3Config
 
 replace = dataclasses.replace
 
@@ -328,6 +339,96 @@ for _algo, (_cartpole, _minatar, _adam_cp, _adam_ma) in _VALUE_BASES.items():
         _add("small", Preset(replace(_config, **_small), _adam_ma))
 
 
+# RAINBOW ----------------------------------------------------------------------------
+# MinAtar: Revisiting Rainbow's full agent (Obando-Ceron & Castro 2021, dopamine gin
+# files): C51 with 51 atoms on [-10, 10], 3-step returns, prioritised replay,
+# dueling, noisy layers (no epsilon), double Q; 1e7 frames, buffer 1e5, batch 32,
+# a gradient step per 4 frames (4 environments), 1000 frames before learning,
+# target copied every 1000 frames, Adam 1e-4; an MLP of 2 x 128 in place of their
+# CNN. Small: 5e5 frames, buffer 5e4.
+MINATAR_RAINBOW = RainbowConfig(**{**_MINATAR_REPLAY, "end_e": 0.0}, start_e=0.0)
+RAINBOW_ADAM = handcrafted(1e-4, 0.9, 0.999, anneal=False)
+for _game in MINATAR_ADAM:
+    _config = replace(MINATAR_RAINBOW, env=f"minatar/{_game}")
+    _add("default", Preset(_config, RAINBOW_ADAM))
+    _small = {**_MINATAR_SMALL, "buffer_size": 50_000}
+    _add("small", Preset(replace(_config, **_small), RAINBOW_ADAM))
+# CartPole (ours, after Dopamine's classic-control Rainbow: 3-step returns, a
+# gradient step per 4 frames, the target copied every 100 gradient steps): 5e4
+# frames, 4 environments, buffer 2e4, batch 64, 1000 frames before learning,
+# atoms on [0, 100] (the discounted return of a 500-step episode is 99.3), width
+# 64, noisy layers, Adam 1e-3.
+CARTPOLE_RAINBOW = RainbowConfig(
+    env="classic/cartpole",
+    total_timesteps=50_000,
+    num_envs=4,
+    buffer_size=20_000,
+    batch_size=64,
+    learning_starts=1_000,
+    target_update_interval=400,
+    v_min=0.0,
+    v_max=100.0,
+    hidden_size=64,
+)
+_add("default", Preset(CARTPOLE_RAINBOW, handcrafted(1e-3, 0.9, 0.999, anneal=False)))
+
+
+# SAC AND TD3 ------------------------------------------------------------------------
+# MuJoCo (gymnasium), Brax and DeepMind Control (Playground): CleanRL's
+# sac_continuous_action.py and td3_continuous_action.py: 1e6 frames from one
+# environment, buffer 1e6, batch 256, 2 x 256 ReLU, tau 0.005, gamma 0.99; SAC
+# learns from 5e3 frames with an automatic temperature, TD3 from 2.5e4 with
+# policy noise 0.2 (clip 0.5), exploration noise 0.1 and the actor every second
+# step. One learning rate for every network, 3e-4 (CleanRL gives SAC's critics and
+# temperature 1e-3). Small (ours, for a CPU): 2e4 frames, learning from 2e3.
+MUJOCO_SAC = SACConfig(env="mujoco/halfcheetah")
+MUJOCO_TD3 = TD3Config(env="mujoco/halfcheetah")
+OFFPOLICY_ADAM = handcrafted(3e-4, 0.9, 0.999, anneal=False)
+_OFFPOLICY_SMALL = {
+    "total_timesteps": 20_000,
+    "learning_starts": 2_000,
+    "buffer_size": 20_000,
+}
+for _suite, _tasks in (
+    ("mujoco", MUJOCO_TASKS),
+    ("brax", BRAX_TASKS),
+    ("dmc", DMC_TASKS),
+):
+    for _task in _tasks:
+        for _base in (MUJOCO_SAC, MUJOCO_TD3):
+            _config = replace(_base, env=f"{_suite}/{_task}")
+            _add("default", Preset(_config, OFFPOLICY_ADAM))
+            _add("small", Preset(replace(_config, **_OFFPOLICY_SMALL), OFFPOLICY_ADAM))
+# Pendulum (ours, for a CPU; CleanRL's settings otherwise): width 64, batch 128,
+# 1e4 frames, learning from 1e3, Adam 1e-3. MountainCarContinuous: the same
+# settings for 5e4 frames (not tuned; its sparse reward needs exploration that
+# neither algorithm's noise provides).
+PENDULUM_OFFPOLICY = {
+    "env": "classic/pendulum",
+    "total_timesteps": 10_000,
+    "buffer_size": 10_000,
+    "batch_size": 128,
+    "learning_starts": 1_000,
+    "hidden_size": 64,
+}
+PENDULUM_ADAM = handcrafted(1e-3, 0.9, 0.999, anneal=False)
+for _base in (MUJOCO_SAC, MUJOCO_TD3):
+    _config = replace(_base, **PENDULUM_OFFPOLICY)
+    _add("default", Preset(_config, PENDULUM_ADAM))
+    _add(
+        "default",
+        Preset(
+            replace(
+                _config,
+                env="classic/mountaincar-continuous",
+                total_timesteps=50_000,
+                buffer_size=50_000,
+            ),
+            PENDULUM_ADAM,
+        ),
+    )
+
+
 def variants(env: str, algo: str = "ppo") -> list[str]:
     """The preset variants of ``algo`` on ``env``."""
     name = canonical_name(env)
@@ -350,6 +451,9 @@ def preset_for(env: str, variant: str = "default", algo: str = "ppo") -> Preset:
         raise UnknownPresetError(
             f"no {variant!r} preset of {algo} on {name}; it has: {', '.join(have)}"
         )
+    mismatch = action_mismatch(algo, name)
+    if mismatch:
+        raise UnknownPresetError(f"{algo} has no preset on {name}: {mismatch}")
     envs = sorted({e for a, e, _ in PRESETS if a == algo})
     raise UnknownPresetError(
         f"{algo} has no preset on {name}; it has presets on {', '.join(envs)}"

@@ -3,8 +3,13 @@
 Every adapter answers the shape queries the agents need:
 ``observation_shape(params)``, and ``num_actions(params)`` for discrete actions or
 ``action_size(params)`` for continuous ones (``continuous`` says which).
-Optional suites (brax, craftax) are imported only when an adapter is built; a
-missing one raises :class:`MissingExtraError` naming the install command.
+Continuous adapters take actions in ``[-1, 1]`` per dimension and rescale them to
+the task's bounds. Where a suite exposes it, ``info["final_observation"]`` is the
+observation an episode ended on (before the auto-reset), so off-policy learners
+can bootstrap through a time limit.
+Optional suites (brax, craftax, ale-py, gymnasium's MuJoCo, MuJoCo Playground) are
+imported only when an adapter is built; a missing one raises
+:class:`MissingExtraError` naming the install command.
 """
 
 from __future__ import annotations
@@ -52,6 +57,38 @@ class GymnaxAdapter(Wrapper):
 
     def num_actions(self, params) -> int:
         return int(self._env.action_space(params).n)
+
+
+def rescale(action, low, high):
+    """``action`` in ``[-1, 1]`` mapped linearly onto ``[low, high]``."""
+    return low + 0.5 * (action + 1.0) * (high - low)
+
+
+def strong_types(tree: Any) -> Any:
+    """``tree`` without weak types: a state whose leaves change from weakly to
+    strongly typed after a step makes a scan's caller compile twice."""
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
+
+
+class GymnaxContinuousAdapter(GymnaxAdapter):
+    """A gymnax environment with a ``Box`` of actions (Pendulum, continuous
+    MountainCar): actions in ``[-1, 1]`` rescaled to the box. States are strongly
+    typed (Pendulum's reset gives a weakly typed ``last_u``)."""
+
+    continuous = True
+
+    def reset(self, key, params):
+        obs, state = self._env.reset(key, params)
+        return obs, strong_types(state)
+
+    def step(self, key, state, action, params):
+        space = self._env.action_space(params)
+        action = rescale(action, space.low, space.high)
+        obs, state, *rest = self._env.step(key, state, action, params)
+        return (obs, strong_types(state), *rest)
+
+    def action_size(self, params) -> int:
+        return int(np.prod(self._env.action_space(params).shape))
 
 
 class BraxAdapter(Wrapper):
@@ -176,3 +213,115 @@ class AtariAdapter:
 
     def close(self) -> None:
         self._env.close()
+
+
+class GymnasiumAdapter:
+    """A batch of ``num_envs`` gymnasium environments stepped on the host (MuJoCo).
+
+    Not JAX: gymnasium's MuJoCo tasks run in C through the ``mujoco`` bindings, so
+    a run steps them from Python (:mod:`lopt.rl.host_backend`), like Atari. One
+    ``gymnasium.vector.SyncVectorEnv`` of ``num_envs`` copies, auto-resetting in
+    the same step; ``info["final_observation"]`` holds each environment's last
+    observation of an episode that just ended (the new episode's first otherwise).
+    Actions in ``[-1, 1]`` are clipped and rescaled to the task's bounds;
+    observations are float32 ``(num_envs, obs_dim)``; ``params`` is ``None``.
+    """
+
+    continuous = True
+
+    def __init__(self, env_id: str, num_envs: int):
+        gym = import_extra("gymnasium", "mujoco")
+        import_extra("mujoco", "mujoco")
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self._env = gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        )
+        space = self._env.single_action_space
+        self._low = np.asarray(space.low, np.float32)
+        self._high = np.asarray(space.high, np.float32)
+
+    def reset(self, key, params):
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        obs, _ = self._env.reset(seed=seed)
+        return obs.astype(np.float32), None
+
+    def step(self, key, state, action, params):
+        action = rescale(np.clip(np.asarray(action), -1.0, 1.0), self._low, self._high)
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        obs = obs.astype(np.float32)
+        final = obs.copy()
+        if "_final_obs" in info:
+            for i in np.flatnonzero(info["_final_obs"]):
+                final[i] = info["final_obs"][i]
+        return (
+            obs,
+            state,
+            reward.astype(np.float32),
+            terminated,
+            truncated,
+            {"final_observation": final},
+        )
+
+    def observation_shape(self, params) -> tuple[int, ...]:
+        return tuple(self._env.single_observation_space.shape)
+
+    def action_size(self, params) -> int:
+        return int(np.prod(self._env.single_action_space.shape))
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class PlaygroundAdapter(Wrapper):
+    """A MuJoCo Playground task (MJX, in JAX): DeepMind Control Suite tasks.
+
+    Loaded with MJX's JAX implementation (``impl="jax"``), so it vmaps and jits
+    like Brax. Episodes last ``episode_length`` steps (truncated) unless the
+    physics diverges (terminated); a finished episode restarts from the run's
+    first state, cached at reset, as Brax's and Playground's own auto-reset
+    wrappers do (a fresh reset every step would run the task's reset physics
+    every step). ``info["final_observation"]`` is the episode's last observation.
+    ``params`` is ``None``.
+    """
+
+    continuous = True
+
+    def __init__(self, name: str, episode_length: int = 1000):
+        playground = import_extra("mujoco_playground", "playground")
+        env = playground.registry.load(name, config_overrides={"impl": "jax"})
+        super().__init__(env)
+        self.episode_length = episode_length
+
+    def reset(self, key, params):
+        state = self._env.reset(key)
+        return state.obs, (state, state, jnp.zeros((), jnp.int32))
+
+    def step(self, key, state, action, params):
+        del key  # the tasks' dynamics are deterministic
+        current, first, steps = state
+        current = self._env.step(current, action)
+        steps = steps + 1
+        terminated = current.done > 0
+        truncated = jnp.logical_and(steps >= self.episode_length, ~terminated)
+        done = jnp.logical_or(terminated, truncated)
+        restart = jax.tree.map(lambda a, b: jnp.where(done, a, b), first, current)
+        info = {"final_observation": current.obs}
+        return (
+            restart.obs,
+            (restart, first, jnp.where(done, 0, steps)),
+            current.reward,
+            terminated,
+            truncated,
+            info,
+        )
+
+    def observation_shape(self, params) -> tuple[int, ...]:
+        size = self._env.observation_size
+        return (int(size),) if np.ndim(size) == 0 else tuple(size)
+
+    def action_size(self, params) -> int:
+        return int(self._env.action_size)

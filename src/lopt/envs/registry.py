@@ -23,7 +23,10 @@ from lopt.envs.adapters import (
     AtariAdapter,
     BraxAdapter,
     CraftaxAdapter,
+    GymnasiumAdapter,
     GymnaxAdapter,
+    GymnaxContinuousAdapter,
+    PlaygroundAdapter,
 )
 from lopt.envs.gridworld import GRID_TYPES, Gridworld
 from lopt.envs.vector import NormalizeObservation, NormalizeReward, PoolReset, VecEnv
@@ -34,12 +37,15 @@ class UnknownEnvironmentError(ValueError):
     """An environment name that is not in the registry."""
 
 
-def _gymnax(gymnax_id: str, **env_kwargs: Any) -> Callable[[], tuple[Any, Any]]:
+def _gymnax(
+    gymnax_id: str, continuous: bool = False, **env_kwargs: Any
+) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
         import gymnax
 
         env, params = gymnax.make(gymnax_id, **env_kwargs)
-        return GymnaxAdapter(env), params
+        adapter = GymnaxContinuousAdapter if continuous else GymnaxAdapter
+        return adapter(env), params
 
     return make
 
@@ -57,6 +63,14 @@ def _gridworld(grid_type: str) -> Callable[[], tuple[Any, Any]]:
 
 def _brax(name: str) -> Callable[[], tuple[Any, Any]]:
     return lambda: (BraxAdapter(name), None)
+
+
+def _playground(name: str) -> Callable[[], tuple[Any, Any]]:
+    return lambda: (PlaygroundAdapter(name), None)
+
+
+def _gymnasium(env_id: str) -> Callable[[int], Any]:
+    return lambda num_envs: GymnasiumAdapter(env_id, num_envs)
 
 
 def _craftax(name: str) -> Callable[[], tuple[Any, Any]]:
@@ -80,7 +94,17 @@ class EnvEntry:
     each step (0: the environment resets itself)"""
     host_game: str = ""
     """an Atari game emulated on the host by ALE: not JAX, so not jittable
-    (:class:`~lopt.envs.adapters.AtariAdapter`, :mod:`lopt.rl.host`)"""
+    (:class:`~lopt.envs.adapters.AtariAdapter`, :mod:`lopt.rl.host_backend`)"""
+    continuous: bool = False
+    """continuous actions (Box), known without building the environment"""
+    host_make: Callable[[int], Any] | None = None
+    """builds a host batch of ``num_envs`` environments that are not JAX
+    (gymnasium's MuJoCo tasks; :class:`~lopt.envs.adapters.GymnasiumAdapter`)"""
+
+    @property
+    def host(self) -> bool:
+        """Stepped on the host, not in JAX (Atari, gymnasium's MuJoCo)."""
+        return bool(self.host_game) or self.host_make is not None
 
 
 class HostEnvironmentError(ValueError):
@@ -93,6 +117,29 @@ ATARI_GAMES = ("breakout", "pong", "space_invaders", "asterix", "freeway", "seaq
 BRAX_TASKS = ("ant", "halfcheetah", "hopper", "walker2d", "humanoid")
 """Brax tasks, positional backend: Ant is OPEN's (§5.2), the others evaluation
 targets for continuous control"""
+
+MUJOCO_TASKS = {
+    "halfcheetah": "HalfCheetah-v5",
+    "hopper": "Hopper-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "humanoid": "Humanoid-v5",
+}
+"""gymnasium's MuJoCo tasks (real MuJoCo, stepped on the host): lopt name ->
+gymnasium id"""
+
+DMC_TASKS = {
+    "cheetah-run": "CheetahRun",
+    "walker-walk": "WalkerWalk",
+    "walker-run": "WalkerRun",
+    "hopper-hop": "HopperHop",
+    "cartpole-swingup": "CartpoleSwingup",
+    "pendulum-swingup": "PendulumSwingup",
+    "reacher-easy": "ReacherEasy",
+    "finger-spin": "FingerSpin",
+}
+"""DeepMind Control Suite tasks of MuJoCo Playground (MJX, in JAX): lopt name ->
+Playground name"""
 
 
 REGISTRY: dict[str, EnvEntry] = {
@@ -115,6 +162,19 @@ REGISTRY: dict[str, EnvEntry] = {
     ),
     "classic/acrobot": EnvEntry(
         _gymnax("Acrobot-v1"), ("acrobot",), "Acrobot-v1 (gymnax)"
+    ),
+    # Small continuous-control probes (SAC, TD3, PPO's Gaussian actor).
+    "classic/pendulum": EnvEntry(
+        _gymnax("Pendulum-v1", continuous=True),
+        ("pendulum",),
+        "Pendulum-v1 (gymnax), 200-step episodes, torque in [-2, 2]",
+        continuous=True,
+    ),
+    "classic/mountaincar-continuous": EnvEntry(
+        _gymnax("MountainCarContinuous-v0", continuous=True),
+        ("mountaincar-continuous", "mountaincarcontinuous"),
+        "MountainCarContinuous-v0 (gymnax), 999-step episodes",
+        continuous=True,
     ),
     # OPEN §5.3: rand_all is the training distribution, the others out of support.
     **{
@@ -140,8 +200,28 @@ REGISTRY: dict[str, EnvEntry] = {
             (task,),
             f"Brax {task}, positional backend, 1000-step episodes",
             normalize=True,
+            continuous=True,
         )
         for task in BRAX_TASKS
+    },
+    **{
+        f"mujoco/{task}": EnvEntry(
+            None,
+            (),
+            f"{env_id} (gymnasium, real MuJoCo, stepped on the host)",
+            continuous=True,
+            host_make=_gymnasium(env_id),
+        )
+        for task, env_id in MUJOCO_TASKS.items()
+    },
+    **{
+        f"dmc/{task}": EnvEntry(
+            _playground(name),
+            (),
+            f"DeepMind Control {name} (MuJoCo Playground, MJX), 1000-step episodes",
+            continuous=True,
+        )
+        for task, name in DMC_TASKS.items()
     },
     **{
         f"atari/{game}": EnvEntry(
@@ -183,15 +263,20 @@ def canonical_name(name: str) -> str:
 
 
 def is_host(name: str) -> bool:
-    """Whether ``name`` runs on the host (ALE) rather than in JAX."""
-    return bool(REGISTRY[canonical_name(name)].host_game)
+    """Whether ``name`` runs on the host (ALE, gymnasium) rather than in JAX."""
+    return REGISTRY[canonical_name(name)].host
+
+
+def is_continuous(name: str) -> bool:
+    """Whether ``name``'s actions are continuous (without building it)."""
+    return REGISTRY[canonical_name(name)].continuous
 
 
 def _single(entry: EnvEntry) -> tuple[Any, Any]:
-    if entry.host_game:
+    if entry.host:
         raise HostEnvironmentError(
-            f"atari/{entry.host_game} runs in ALE on the host, as a batch: build it "
-            "with make_vec_env (one environment alone is not supported)"
+            f"{entry.description} runs on the host, as a batch: build it with "
+            "make_vec_env (one environment alone is not supported)"
         )
     env, params = entry.make()
     env = FlattenObservation(env)
@@ -208,20 +293,25 @@ def make_env(name: str) -> tuple[Any, Any]:
     return EpisodeLog(env), params
 
 
-def make_vec_env(name: str, num_envs: int, gamma: float = 0.99) -> tuple[Any, Any]:
+def make_vec_env(
+    name: str, num_envs: int, gamma: float = 0.99, normalize: bool | None = None
+) -> tuple[Any, Any]:
     """``num_envs`` wrapped environments stepped as one, and their parameters.
 
     ``gamma`` is the discount of the return whose variance scales rewards, for
-    environments that normalise them.
+    environments that normalise them. ``normalize`` overrides the entry's choice
+    (off-policy learners replay stored observations, so they take raw ones).
     """
     entry = REGISTRY[canonical_name(name)]
     if entry.host_game:
         return ClipReward(EpisodeLog(AtariAdapter(entry.host_game, num_envs))), None
+    if entry.host_make is not None:
+        return EpisodeLog(entry.host_make(num_envs)), None
     env, params = _single(entry)
     env = VecEnv(env, num_envs)
     if entry.pool_size:
         env = PoolReset(env, entry.pool_size)
     env = EpisodeLog(env)
-    if entry.normalize:
+    if entry.normalize if normalize is None else normalize:
         env = NormalizeReward(NormalizeObservation(env), gamma)
     return env, params

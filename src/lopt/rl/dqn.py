@@ -38,7 +38,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from lopt.envs.registry import make_vec_env
 from lopt.optim import tree_paths
@@ -46,7 +45,14 @@ from lopt.optim.optimizer import Optimizer
 from lopt.rl import networks, replay
 from lopt.rl.algorithm import Algorithm, AlgorithmConfig, TrainState, Transition
 from lopt.rl.exploration import epsilon, epsilon_greedy
-from lopt.rl.optimizer_step import gradient_step, mean_over_steps
+from lopt.rl.offpolicy import (
+    ReplayConfig,
+    example_transition,
+    flat,
+    learn_steps,
+    periodic_target,
+)
+from lopt.rl.optimizer_step import gradient_step
 
 
 class UnsupportedEnvironmentError(ValueError):
@@ -101,60 +107,21 @@ def discrete_env(config: QConfig) -> tuple[Any, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplayQConfig(QConfig):
-    """Settings shared by the replay-based Q-learners (DQN, IQN)."""
+class ReplayQConfig(QConfig, ReplayConfig):
+    """Settings shared by the replay-based Q-learners (DQN, IQN, Rainbow): the
+    replay loop (:class:`~lopt.rl.offpolicy.ReplayConfig`) with epsilon-greedy
+    exploration and a target network updated every ``target_update_interval``
+    frames."""
 
     total_timesteps: int = 500_000
     num_envs: int = 10
-    train_frequency: int = 1
-    """vector-environment steps (of num_envs frames each) per update"""
-    gradient_steps: int = 1
-    """gradient steps per update once learning has started"""
-    buffer_size: int = 10_000
-    """transitions the replay buffer holds"""
-    batch_size: int = 128
-    learning_starts: int = 10_000
-    """frames collected before the first gradient step"""
     target_update_interval: int = 500
     """frames between target-network updates"""
-    tau: float = 1.0
-    """target-network step size: 1 copies the online network (a hard update)"""
 
     def __post_init__(self):
-        self.require_counts("train_frequency", "gradient_steps", "batch_size")
         super().__post_init__()
-        if self.num_learning_updates < 1:
-            raise ValueError(
-                f"learning_starts={self.learning_starts} leaves no update that "
-                f"learns within total_timesteps={self.total_timesteps}; raise "
-                "total_timesteps (--total-timesteps) above it"
-            )
-        if self.buffer_size < self.frames_per_update:
-            raise ValueError(
-                f"buffer_size={self.buffer_size} is smaller than one update's "
-                f"{self.frames_per_update} transitions"
-            )
         if self.target_update_interval < 1:
             raise ValueError("target_update_interval must be at least 1 frame")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-
-    @property
-    def rollout_length(self) -> int:
-        return self.train_frequency
-
-    @property
-    def num_epochs(self) -> int:
-        return self.gradient_steps
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return 1
-
-    @property
-    def first_learning_update(self) -> int:
-        """Index of the first update whose frames reach ``learning_starts``."""
-        return max(0, -(-self.learning_starts // self.frames_per_update) - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,10 +142,33 @@ class QFunctions(NamedTuple):
 
 
 class ReplayState(NamedTuple):
-    """A replay learner's own state (:attr:`TrainState.extra`)."""
+    """A replay Q-learner's own state (:attr:`TrainState.extra`)."""
 
     target_params: Any
-    buffer: replay.Replay
+    buffer: Any  # lopt.rl.replay.Replay (DQN, IQN); a flashbax state (Rainbow)
+
+
+def finish_q_update(
+    config: ReplayQConfig,
+    state: TrainState,
+    learned: tuple[Any, Any, jax.Array],
+    target_params: Any,
+    buffer: Any,
+    metrics: dict,
+) -> tuple[TrainState, dict]:
+    """The state after a replay Q-learner's update: the ``learned`` ``(params,
+    opt_state, iteration)``, the target network moved if its interval passed,
+    the buffer; ``epsilon`` added to the metrics."""
+    params, opt_state, iteration = learned
+    target_params = periodic_target(config, state.update, params, target_params)
+    metrics["epsilon"] = config.epsilon(state.update)
+    state = state._replace(
+        params=params,
+        opt_state=opt_state,
+        iteration=iteration,
+        extra=ReplayState(target_params, buffer),
+    )
+    return state, metrics
 
 
 def make_replay_learner(
@@ -189,15 +179,7 @@ def make_replay_learner(
 
     def init_agent(key, obs):
         params = q.init(key, jnp.zeros((1, *obs.shape[1:])))
-        example = Transition(
-            obs=obs[0],
-            action=jnp.zeros((), jnp.int32),
-            reward=jnp.zeros((), jnp.float32),
-            done=jnp.zeros((), bool),
-            next_obs=obs[0],
-            episode_return=None,
-            extras={},
-        )
+        example = example_transition(obs, jnp.zeros((), jnp.int32))
         return params, ReplayState(params, replay.init(example, config.buffer_size))
 
     # ACT -------------------------------------------------------------------------
@@ -206,7 +188,7 @@ def make_replay_learner(
         return epsilon_greedy(key_action, q_values, config.epsilon(state.update)), {}
 
     # LEARN -----------------------------------------------------------------------
-    def sampled_step(tx, buffer, target_params, carry, _):
+    def sampled_step(tx, buffer, target_params, carry):
         params, opt_state, iteration, key = carry
         key, key_sample, key_loss, key_opt = jax.random.split(key, 4)
         batch = replay.sample(buffer, key_sample, config.batch_size)
@@ -220,47 +202,14 @@ def make_replay_learner(
         )
         return (*inner, key), metrics
 
-    def gradient_steps(tx, buffer, target_params, carry):
-        carry, metrics = jax.lax.scan(
-            functools.partial(sampled_step, tx, buffer, target_params),
-            carry,
-            None,
-            config.gradient_steps,
-        )
-        return carry, mean_over_steps(metrics, 1)
-
     def learn(state: TrainState, traj: Transition, key):
         tx = algorithm.build_tx(state.opt_params)
         target_params, buffer = state.extra
-        stored = traj._replace(episode_return=None)
-        buffer = replay.add(
-            buffer, jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), stored)
-        )
-        before = state.update * config.frames_per_update
-        frames = before + config.frames_per_update
+        buffer = replay.add(buffer, flat(traj._replace(episode_return=None)))
         carry = (state.params, state.opt_state, state.iteration, key)
-        learning = functools.partial(gradient_steps, tx, buffer, target_params)
-        zeros = jax.tree.map(
-            lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(learning, carry)[1]
-        )
-        (params, opt_state, iteration, _), metrics = jax.lax.cond(
-            frames >= config.learning_starts, learning, lambda c: (c, zeros), carry
-        )
-        crossed = (frames // config.target_update_interval) > (
-            before // config.target_update_interval
-        )
-        moved = optax.incremental_update(params, target_params, config.tau)
-        target_params = jax.tree.map(
-            lambda m, t: jnp.where(crossed, m, t), moved, target_params
-        )
-        metrics["epsilon"] = config.epsilon(state.update)
-        state = state._replace(
-            params=params,
-            opt_state=opt_state,
-            iteration=iteration,
-            extra=ReplayState(target_params, buffer),
-        )
-        return state, metrics
+        step = functools.partial(sampled_step, tx, buffer, target_params)
+        (*learned, _), metrics = learn_steps(config, state.update, step, carry)
+        return finish_q_update(config, state, learned, target_params, buffer, metrics)
 
     pieces = (init_agent, act, learn)
     algorithm = Algorithm(
