@@ -442,7 +442,8 @@ class Eval:
     """inner-loop algorithm: ppo, dqn, iqn or pqn"""
     optimizers: str = "adam,rmsprop,lion"
     """comma-separated: adam, rmsprop, lion, sgd, open:PATH, optim4rl:PATH,
-    learned:PATH, velo:PATH"""
+    learned:PATH, velo:PATH, or tuned:PATH (a tuned.json from lopt tune, tuned
+    with the same --algo, environment and --preset)"""
     seeds: int = 4
     """seeds per optimizer and environment (the same seeds for all; vmapped)"""
     seed: int = 0
@@ -455,7 +456,9 @@ class Eval:
     """run each environment once per value of one of the algorithm's settings, e.g.
     hidden_size=16,64,256 (agent width) or total_timesteps=5e4,1e5 (length)"""
     reference: str = "adam"
-    """optimizer whose mean return normalises scores across environments"""
+    """optimizer (its name, or its entry in --optimizers) whose mean return
+    normalises scores across environments and over which the probability of
+    improvement is given"""
     reps: int = 2000
     """bootstrap resamples for the confidence intervals"""
     out: Path | None = None
@@ -511,10 +514,13 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     finally:
         for bar in bars:
             bar.close()
+    reference = args.reference
+    if reference in specs:  # e.g. --reference tuned:PATH: that optimizer's name
+        reference = curves[specs.index(reference)].optimizer
     summary = analyse(
         curves,
         out,
-        reference=args.reference,
+        reference=reference,
         reps=args.reps,
         seed=args.seed,
         command=command,
