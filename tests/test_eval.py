@@ -217,7 +217,7 @@ def test_a_tuned_file_is_an_optimizer(tmp_path, capsys):
     main(
         [
             "eval",
-            *("--env", "cartpole", "--seeds", "2", "--total-timesteps", "256"),
+            *("--env", "cartpole", "--seeds", "2", "--total-timesteps", "512"),
             *("--optimizers", f"sgd,tuned:{tuned}", "--reference", f"tuned:{tuned}"),
             *("--reps", "100", "--out", str(out), "--no-progress"),
         ]

@@ -149,11 +149,13 @@ def eval_optimizer(
     optimizer = from_spec(
         settings.optimizer, {settings.optimizer: settings.hyperparams}
     )
+    name = tuned_name(settings.optimizer, settings.hyperparams)
     return dataclasses.replace(
         optimizer,
-        name=tuned_name(settings.optimizer, settings.hyperparams),
+        name=name,
         description={
             **optimizer.description,
+            "name": name,
             "spec": f"{TUNED_PREFIX}{Path(path).resolve()}",
             "tuned": dataclasses.asdict(settings),
         },
