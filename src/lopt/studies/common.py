@@ -736,6 +736,14 @@ def baselines(
     return out
 
 
+#: What an untuned baseline runs at.
+STARTING_POINTS = {
+    "Adam": "the preset's Adam, tuned for the preset's own budget, not this one",
+    "RMSprop": "Adam's learning rate / 3, decay 0.99, annealed",
+    "Lion": "Adam's learning rate / 10, b1 0.9, b2 0.99, annealed",
+}
+
+
 def untuned_note(plan: Plan) -> None:
     """Adds to ``plan.notes`` which baselines run at their presets' starting
     points (not tuned), if any."""
@@ -743,10 +751,10 @@ def untuned_note(plan: Plan) -> None:
     for label, envs in plan.untuned.items():
         groups.setdefault(tuple(envs), []).append(label)
     for envs, labels in groups.items():
+        points = "; ".join(f"{label}: {STARTING_POINTS[label]}" for label in labels)
         plan.notes.append(
             f"{' and '.join(labels)} NOT tuned on {', '.join(envs)}: the presets' "
-            "starting points (RMSprop: Adam's learning rate / 3, decay 0.99; Lion: "
-            "Adam's / 10, b1 0.9, b2 0.99; annealed). Pass --tune (tuning seeds "
+            f"starting points ({points}). Pass --tune yes (tuning seeds "
             f"{TUNING_SEED_BASE}+, never evaluated on) or --tuned FILE."
         )
 
