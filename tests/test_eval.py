@@ -13,6 +13,7 @@ import pytest
 from lopt.analysis.report import analyse, notes
 from lopt.analysis.stats import interval_estimates, normalise, run_aggregate
 from lopt.cli import main
+from lopt.configs.tuned import TunedSettings, write_tuned
 from lopt.runs.evaluation import Curves, parse_sweep, run_evaluation
 
 
@@ -129,6 +130,19 @@ def test_two_environments_are_normalised_by_adam(tmp_path):
     # open:x scores 2 on a and 0.5 on b: mean 1.25, gap mean(max(1 - s, 0)) 0.25.
     assert summary["normalised"]["open:x"]["mean"]["point"] == pytest.approx(1.25)
     assert summary["normalised"]["open:x"]["optimality_gap"]["point"] == 0.25
+    # Every run of open:x beats every run of adam on a and loses on b: P(open:x >
+    # adam) is 1 on a, 0 on b, 0.5 averaged; a resample cannot change 1 or 0.
+    improvement = summary["improvement"]
+    assert improvement["per_env"]["a"]["open:x"] == {
+        "point": 1.0,
+        "low": 1.0,
+        "high": 1.0,
+    }
+    assert improvement["per_env"]["b"]["open:x"]["high"] == 0.0
+    assert improvement["all"]["open:x"]["point"] == 0.5
+    md = (tmp_path / "report.md").read_text()
+    assert "## probability of improvement over adam" in md
+    assert "| open:x | 1 [1, 1] | 0 [0, 0] | 0.5 [0.5, 0.5] |" in md
     assert (tmp_path / "figures" / "noise_a.png").exists()
     summary = analyse([synthetic("c", "adam", [-5.0, -3.0])], tmp_path, reps=100)
     assert summary["normalised"] is None
@@ -248,3 +262,44 @@ def test_sweep_makes_one_task_per_value(tmp_path):
     runs = json.loads((tmp_path / "config.json").read_text())["runs"]
     assert [r["ppo"]["hidden_size"] for r in runs] == [4, 8]
     assert (tmp_path / "curves" / "classic_cartpole_hidden_size_8").is_dir()
+
+
+def test_a_tuned_file_is_an_optimizer(tmp_path, capsys):
+    tuned = tmp_path / "tuned.json"
+    hyperparams = {"learning_rate": 3e-3, "b1": 0.9, "b2": 0.99, "anneal": False}
+    write_tuned(tuned, TunedSettings("classic/cartpole", "adam", hyperparams, 100.0))
+    out = tmp_path / "eval"
+    main(
+        [
+            "eval",
+            *("--env", "cartpole", "--seeds", "2", "--total-timesteps", "512"),
+            *("--optimizers", f"sgd,tuned:{tuned}", "--reference", f"tuned:{tuned}"),
+            *("--reps", "100", "--out", str(out), "--no-progress"),
+        ]
+    )
+    name = "adam(lr=0.003,b1=0.9,b2=0.99,no-anneal)"
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["final_returns"]["classic/cartpole"]) == ["sgd", name]
+    assert summary["reference"] == name  # --reference named it by its spec
+    assert list(summary["improvement"]["per_env"]["classic/cartpole"]) == ["sgd"]
+    (run,) = [
+        r
+        for r in json.loads((out / "config.json").read_text())["runs"]
+        if r["optimizer"]["name"] == name
+    ]
+    assert run["optimizer"]["learning_rate"] == 3e-3
+    assert run["optimizer"]["tuned"]["baseline_return"] == 100.0
+    # Tuned elsewhere: refused before anything trains.
+    write_tuned(tuned, TunedSettings("classic/acrobot", "adam", hyperparams, -90.0))
+    with pytest.raises(SystemExit):
+        main(["eval", "--optimizers", f"tuned:{tuned}", "--out", str(tmp_path / "x")])
+    assert (
+        "was tuned on classic/acrobot, not classic/cartpole" in capsys.readouterr().err
+    )
+    write_tuned(
+        tuned,
+        TunedSettings("classic/cartpole", "adam", hyperparams, 1.0, preset="small"),
+    )
+    with pytest.raises(SystemExit):
+        main(["eval", "--optimizers", f"tuned:{tuned}", "--out", str(tmp_path / "y")])
+    assert "tuned on the small preset" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 Layers, from the bottom: the top-level helpers (``lopt.atomic``,
 ``lopt.serialise``, ``lopt.summary``, ...), then ``envs`` and ``optim``, ``rl``,
-``meta``, ``configs``, ``runs``, ``analysis``, and the command line on top.
+``meta``, ``configs``, ``runs``, ``analysis``, ``studies`` (the paper's
+experiments, imported by the command line alone), and the command line on top.
 Optional suites are imported inside functions only, so ``import lopt`` never
 needs them.
 """
@@ -29,15 +30,19 @@ FORBIDDEN = {
         "runs",
         "analysis",
         "cli",
+        "studies",
     },
-    "optim": {"rl", "envs", "meta", "runs", "analysis", "cli", "configs"},
-    "envs": {"optim", "rl", "meta", "runs", "analysis", "cli", "configs"},
-    "rl": {"meta", "runs", "analysis", "cli", "configs"},
-    "meta": {"runs", "analysis", "cli", "configs"},
-    "configs": {"runs", "analysis", "cli"},
-    "runs": {"analysis", "cli"},
-    "analysis": {"cli"},
+    "optim": {"rl", "envs", "meta", "runs", "analysis", "cli", "configs", "studies"},
+    "envs": {"optim", "rl", "meta", "runs", "analysis", "cli", "configs", "studies"},
+    "rl": {"meta", "runs", "analysis", "cli", "configs", "studies"},
+    "meta": {"runs", "analysis", "cli", "configs", "studies"},
+    "configs": {"runs", "analysis", "cli", "studies"},
+    "runs": {"analysis", "cli", "studies"},
+    "analysis": {"cli", "studies"},
+    "studies": {"cli"},
 }
+#: package -> the only layers (besides itself) that may import it.
+ONLY_IMPORTED_BY = {"studies": {"cli"}}
 #: Optional suites and tools: imported inside functions only.
 OPTIONAL = {
     "brax",
@@ -110,6 +115,13 @@ def violations(root: Path) -> list[str]:
         source, target = unit(importer), unit(imported)
         if target in FORBIDDEN.get(source, ()):
             problems.append(f"{importer} imports {imported} ({source} -> {target})")
+        elif target in ONLY_IMPORTED_BY and source not in (
+            ONLY_IMPORTED_BY[target] | {target}
+        ):
+            problems.append(
+                f"{importer} imports {imported} ({source} -> {target}: only "
+                f"{', '.join(sorted(ONLY_IMPORTED_BY[target]))} may)"
+            )
         if target in OPTIONAL_ENTRY and module_level and source != target:
             problems.append(f"{importer} imports the optional {imported}")
         if source != target:
@@ -146,6 +158,9 @@ def _fake_package(tmp_path: Path, files: dict[str, str]) -> Path:
         ({"rl/a.py": "import lopt.meta.loop\n"}, "rl -> meta"),
         ({"meta/a.py": "from ..runs import records\n"}, "meta -> runs"),
         ({"runs/a.py": "from lopt.analysis.stats import iqm\n"}, "runs -> analysis"),
+        ({"analysis/a.py": "from lopt.studies import claims\n"}, "analysis -> studies"),
+        ({"summary.py": "import lopt.studies.common\n"}, "summary -> studies: only"),
+        ({"studies/a.py": "from lopt.cli import main\n"}, "studies -> cli"),
         ({"envs/a.py": "import brax\n"}, "imports brax at module level"),
         (
             {

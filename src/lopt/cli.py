@@ -771,7 +771,8 @@ class Eval:
     """inner-loop algorithm: ppo, dqn, iqn, pqn, rainbow, sac or td3"""
     optimizers: str = "adam,rmsprop,lion"
     """comma-separated: adam, rmsprop, lion, sgd, open:PATH, optim4rl:PATH,
-    learned:PATH, velo:PATH"""
+    learned:PATH, velo:PATH, or tuned:PATH (a tuned.json from lopt tune, tuned
+    with the same --algo, environment and --preset)"""
     seeds: int = 4
     """seeds per optimizer and environment (the same seeds for all; vmapped)"""
     seed: int = 0
@@ -784,7 +785,9 @@ class Eval:
     """run each environment once per value of one of the algorithm's settings, e.g.
     hidden_size=16,64,256 (agent width) or total_timesteps=5e4,1e5 (length)"""
     reference: str = "adam"
-    """optimizer whose mean return normalises scores across environments"""
+    """optimizer (its name, or its entry in --optimizers) whose mean return
+    normalises scores across environments and over which the probability of
+    improvement is given"""
     reps: int = 2000
     """bootstrap resamples for the confidence intervals"""
     out: Path | None = None
@@ -849,10 +852,13 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     finally:
         for bar in bars:
             bar.close()
+    reference = args.reference
+    if reference in specs:  # e.g. --reference tuned:PATH: that optimizer's name
+        reference = curves[specs.index(reference)].optimizer
     summary = analyse(
         curves,
         out,
-        reference=args.reference,
+        reference=reference,
         reps=args.reps,
         seed=args.seed,
         command=command,
@@ -1051,12 +1057,136 @@ def run_info(args: Info, command: list[str]) -> str:
     return text
 
 
+@dataclasses.dataclass
+class Study:
+    """Run one of the paper's experiments and check its claims: released,
+    ablations, deepsea, gridworld, craftax, pqn or overhead."""
+
+    name: tyro.conf.Positional[str]
+    """the study: released, ablations, deepsea, gridworld, craftax, pqn, overhead"""
+    scale: str = "cpu"
+    """smoke (seconds: checks the machinery, no claim is meaningful), cpu (the
+    largest budget that finishes on 2 CPU cores in the time the study's docs
+    state) or paper (the paper's settings, meant for GPUs)"""
+    envs: str | None = None
+    """comma-separated subset of the study's environments or parts, e.g.
+    released: breakout,asterix,freeway,spaceinvaders,ant,gridworld,multi"""
+    seeds: int | None = None
+    """evaluation seeds (default: the scale's)"""
+    seed: int = 0
+    """first evaluation seed"""
+    tuned: tuple[Path, ...] | None = None
+    """tuned.json files (lopt tune) for the hand-crafted baselines, each used on
+    the environment, algorithm and preset it was tuned for"""
+    tune: str = "auto"
+    """tune the baselines without a tuned file or the paper's values on tuning
+    seeds: auto (at paper scale), yes or no"""
+    generations: int | None = None
+    """ES generations of every meta-training job (default: the scale's)"""
+    population: int | None = None
+    """ES population of every meta-training job (default: the scale's)"""
+    pretrained: Path | None = None
+    """folder of the paper's released optimizers (default: $LOPT_PRETRAINED or
+    ../shared/pretrained beside the checkout)"""
+    reps: int = 2000
+    """bootstrap resamples for the confidence intervals"""
+    dry_run: bool = False
+    """print the plan (jobs, seeds, environment steps) after checking it; run
+    nothing"""
+    out: Path | None = None
+    """study directory (default: runs/study/<name>-<scale>-<time>)"""
+    overwrite: bool = False
+    """write into an existing non-empty --out"""
+    resume: bool = False
+    """continue the study in --out: finished jobs are read back, an interrupted
+    meta-training resumes from its checkpoint"""
+    progress: bool = True
+    """show progress bars"""
+
+
+def run_study(args: Study, command: list[str]) -> dict | None:
+    from lopt.runs.rundir import prepare_run_dir
+    from lopt.studies import make_plan
+    from lopt.studies import run_study as run
+    from lopt.studies.claims import format_numbers
+    from lopt.studies.common import Options
+
+    tune = {"auto": None, "yes": True, "no": False}
+    if args.tune not in tune:
+        _fail(f"--tune is auto, yes or no; got {args.tune!r}")
+    try:
+        options = Options(
+            scale=args.scale,
+            envs=tuple(e.strip() for e in args.envs.split(",") if e.strip())
+            if args.envs
+            else None,
+            seeds=args.seeds,
+            seed=args.seed,
+            tuned=tuple(args.tuned or ()),
+            tune=tune[args.tune],
+            generations=args.generations,
+            population=args.population,
+            reps=args.reps,
+            pretrained=args.pretrained,
+        )
+        plan = make_plan(args.name, options)
+    except ValueError as err:
+        _fail(str(err))
+    lines = plan.describe()
+    if args.dry_run:
+        print("\n".join(lines))
+        print("dry run: the plan is valid; nothing was run")
+        return None
+    if args.resume and (args.out is None or not args.out.is_dir()):
+        _fail("--resume needs the --out directory of the study to continue")
+    out = args.out or _default_out("study", args.name, args.scale)
+    try:
+        prepare_run_dir(out, args.overwrite, resume=args.resume)
+    except ValueError as err:
+        _fail(str(err))
+    print("\n".join(lines))
+    print(f"-> {out}")
+    start = time.perf_counter()
+    try:
+        record = run(
+            args.name,
+            options,
+            out,
+            resume=args.resume,
+            progress=args.progress,
+            command=command,
+        )
+    except ValueError as err:  # e.g. a study directory planned differently
+        _fail(str(err))
+    rows = [
+        {
+            "verdict": claim["verdict"],
+            "claim": claim["text"],
+            "numbers": format_numbers(claim["numbers"]),
+        }
+        for claim in record["claims"]
+    ]
+    if rows:
+        print()
+        _print_table(rows, ["verdict", "claim", "numbers"])
+    for rule in record["rules"].values():
+        print(f"rule: {rule}")
+    for note in record["notes"]:
+        print(f"note: {note}")
+    print(
+        f"{time.perf_counter() - start:.0f} s; report: {out / 'report.html'} "
+        "(and report.md, claims.json, one folder per part)"
+    )
+    return record
+
+
 COMMANDS = {
     "train": (Train, run_train),
     "tune": (Tune, run_tune),
     "meta-train": (MetaTrain, run_meta_train),
     "eval": (Eval, run_eval),
     "info": (Info, run_info),
+    "study": (Study, run_study),
 }
 
 

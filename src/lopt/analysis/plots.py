@@ -52,7 +52,7 @@ def _save(fig, paths: Sequence[Path], tidy: bool = True) -> list[Path]:
 
 
 def plot_learning_curves(
-    env_steps: np.ndarray,
+    env_steps: np.ndarray | Mapping[str, np.ndarray],
     curves: Mapping[str, np.ndarray],
     path: Path,
     *,
@@ -63,7 +63,8 @@ def plot_learning_curves(
     """Mean and 95% confidence band over seeds of one curve per label.
 
     Args:
-      env_steps: shape ``(T,)``: environment steps at each point.
+      env_steps: shape ``(T,)``: environment steps at each point; or label ->
+        its own steps (curves of different lengths, e.g. two agents' settings).
       curves: label -> array of shape ``(num_seeds, T)``.
       path: output path without suffix, or with one (replaced by each format).
     """
@@ -72,7 +73,8 @@ def plot_learning_curves(
     for i, (label, values) in enumerate(curves.items()):
         values = np.asarray(values)
         style = LINE_STYLES[i % len(LINE_STYLES)]
-        _mean_band(ax, env_steps, values, style, f"{label} (n={len(values)})", lw=1.6)
+        steps = env_steps[label] if isinstance(env_steps, Mapping) else env_steps
+        _mean_band(ax, steps, values, style, f"{label} (n={len(values)})", lw=1.6)
     ax.set_xlabel("environment steps (frames)")
     ax.set_ylabel(ylabel)
     if title:
@@ -293,3 +295,87 @@ def plot_tuning(
         ax.set_title(title)
     ax.legend(fontsize=7)
     return _save(fig, _formats(path, formats))
+
+
+def _errors(estimates: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """Matplotlib's error-bar offsets, shape ``(2, n)``, from interval estimates."""
+    return np.array(
+        [
+            [e["point"] - e["low"] for e in estimates],
+            [e["high"] - e["point"] for e in estimates],
+        ]
+    )
+
+
+def _finish(fig, ax, labels: tuple[str, str, str], paths: list[Path]) -> list[Path]:
+    """Axis labels, title and a legend of point estimates, then save."""
+    xlabel, ylabel, title = labels
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, title="point and 95% CI", title_fontsize=8)
+    return _save(fig, paths)
+
+
+def plot_xy_intervals(
+    points: Mapping[str, tuple[Mapping[str, float], Mapping[str, float]]],
+    path: Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """One point per label with its 95% intervals on both axes (e.g. OPEN's
+    ablation figure: IQM of final return against mean dormancy).
+
+    Args:
+      points: label -> ``(x, y)``, each ``{"point", "low", "high"}``.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for i, (label, (x, y)) in enumerate(points.items()):
+        ax.errorbar(
+            [x["point"]],
+            [y["point"]],
+            xerr=_errors([x]),
+            yerr=_errors([y]),
+            fmt=MARKERS[i % len(MARKERS)],
+            color=str(0.55 * i / max(1, len(points) - 1)),
+            capsize=3,
+            label=label,
+        )
+    return _finish(fig, ax, (xlabel, ylabel, title), _formats(path, formats))
+
+
+def plot_interval_lines(
+    x: Sequence[float],
+    lines: Mapping[str, Sequence[Mapping[str, float]]],
+    path: Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Estimates with 95% intervals against ``x``, one line per label (e.g. the
+    gain from learned noise against Deep Sea's size).
+
+    Args:
+      lines: label -> one ``{"point", "low", "high"}`` per value of ``x``.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for i, (label, estimates) in enumerate(lines.items()):
+        ax.errorbar(
+            x,
+            [e["point"] for e in estimates],
+            yerr=_errors(estimates),
+            fmt=MARKERS[i % len(MARKERS)] + LINE_STYLES[i % len(LINE_STYLES)],
+            color="black",
+            capsize=3,
+            label=label,
+        )
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    return _finish(fig, ax, (xlabel, ylabel, title), _formats(path, formats))

@@ -6,7 +6,9 @@ and writes into the evaluation's directory:
 - ``summary.json``: final returns per environment, optimizer and seed; per
   environment the mean, median and IQM of final return with 95% stratified
   bootstrap intervals; across environments the same and the optimality gap of
-  scores normalised by the reference optimizer (Adam by default);
+  scores normalised by the reference optimizer (Adam by default); the
+  probability of improvement of each optimizer over the reference, per
+  environment and across them, with its interval;
 - ``figures/``: learning curves, interval plots, dormant fraction, learned noise,
   cosine similarities of updates with the gradient and momenta, and update against
   gradient (PNG and SVG);
@@ -31,6 +33,7 @@ from lopt.analysis.stats import (
     RUN_AGGREGATES,
     interval_estimates,
     normalise,
+    probability_of_improvement,
     run_aggregate,
 )
 from lopt.atomic import atomic_write, write_json
@@ -50,7 +53,7 @@ def _by_env(curves: Sequence[Curves]) -> dict[str, dict[str, Curves]]:
 
 def _env_figures(env: str, pairs: dict[str, Curves], fig_dir: Path) -> list[Path]:
     name = slug(env)
-    steps = next(iter(pairs.values())).env_steps
+    steps = {k: c.env_steps for k, c in pairs.items()}
     figures = plots.plot_learning_curves(
         steps,
         {k: c.metrics["return"] for k, c in pairs.items()},
@@ -161,6 +164,9 @@ def analyse(
             normalised = interval_estimates(normalise(final, reference), reps, seed)
         except ValueError as err:  # e.g. negative returns (Acrobot)
             skipped = str(err)
+    improvement = None
+    if reference is not None and reference in names:
+        improvement = improvement_over(final, reference, reps, seed)
     if normalised is not None:
         figures += plots.plot_intervals(
             normalised,
@@ -176,6 +182,7 @@ def analyse(
         "normalised": normalised,
         "reference": reference if normalised is not None else None,
         "normalised_skipped": skipped,
+        "improvement": improvement,
         "num_seeds": len(curves[0].final_returns),
         "bootstrap": {"reps": reps, "seed": seed, "confidence": 0.95},
         "command": list(command),
@@ -204,6 +211,48 @@ def diverged_runs(curves: Sequence[Curves]) -> dict[str, dict[str, dict]]:
     return out
 
 
+def improvement_over(
+    final: dict[str, dict[str, np.ndarray]], reference: str, reps: int, seed: int
+) -> dict[str, Any]:
+    """P(X > ``reference``) with 95% intervals, per task and across the tasks
+    that have every optimizer (see :func:`~lopt.analysis.stats.
+    probability_of_improvement`).
+
+    Args:
+      final: task -> optimizer -> final returns, shape ``(num_seeds,)``.
+
+    Returns:
+      ``{"reference", "per_env": {task: {optimizer: estimate}}, "all": {optimizer:
+      estimate} or None}`` (``all`` needs two tasks or more, all with the same
+      optimizers and number of seeds).
+    """
+    per_env = {
+        env: probability_of_improvement(
+            {k: np.asarray(v)[:, None] for k, v in scores.items()},
+            reference,
+            reps,
+            seed,
+        )
+        for env, scores in final.items()
+        if reference in scores
+    }
+    across = None
+    tasks = list(final.values())
+    runs = len(tasks[0][reference])
+    same = all(
+        set(t) == set(tasks[0]) and all(len(v) == runs for v in t.values())
+        for t in tasks
+    )
+    if len(tasks) > 1 and same:
+        across = probability_of_improvement(
+            {k: np.stack([t[k] for t in tasks], axis=1) for k in tasks[0]},
+            reference,
+            reps,
+            seed,
+        )
+    return {"reference": reference, "per_env": per_env, "all": across}
+
+
 def _cell(e: dict[str, float]) -> str:
     if e["point"] is None or not np.isfinite(e["point"]):
         return "diverged"
@@ -213,6 +262,10 @@ def _cell(e: dict[str, float]) -> str:
 def _diverged_cell(summary: dict, env: str, name: str) -> str:
     runs = summary.get("diverged", {}).get(env, {}).get(name)
     return f"{len(runs['seeds'])}/{summary['num_seeds']}" if runs else "0"
+
+
+def _cell_or_dash(e: dict[str, float] | None) -> str:
+    return "—" if e is None else _cell(e)
 
 
 def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -240,6 +293,25 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             for name, e in summary["normalised"].items()
         ]
         title = f"all environments: final return / {summary['reference']}'s mean"
+        out.append((title, header, rows))
+    improvement = summary.get("improvement")
+    if improvement and improvement["per_env"]:
+        envs = list(improvement["per_env"])
+        across = improvement["all"]
+        header = ["optimizer", *envs, *(["all environments"] if across else [])]
+        names = list(next(iter(improvement["per_env"].values())))
+        rows = [
+            [
+                name,
+                *(_cell_or_dash(improvement["per_env"][env].get(name)) for env in envs),
+                *([_cell(across[name])] if across else []),
+            ]
+            for name in names
+        ]
+        title = (
+            f"probability of improvement over {improvement['reference']}, "
+            "P(X > reference) [95% CI]"
+        )
         out.append((title, header, rows))
     return out
 
@@ -269,51 +341,83 @@ def _write_report(summary: dict, figures: Sequence[Path], out: Path) -> None:
         f"{summary['num_seeds']} seeds per optimizer and environment; 95% stratified "
         f"bootstrap confidence intervals ({summary['bootstrap']['reps']} resamples, "
         "rliable). IQM: mean of the middle 50% of runs. Optimality gap: mean "
-        "shortfall of normalised scores below 1 (lower is better)."
+        "shortfall of normalised scores below 1 (lower is better). Probability of "
+        "improvement: the chance that a run of an optimizer ends above a run of the "
+        "reference (0.5: neither is better), averaged over environments."
     )
-    md = [
-        "# lopt evaluation",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Versions: {versions}. Date: {summary['date']}.",
-        "",
-        intro,
-        "",
-    ]
+    write_document(
+        out,
+        "lopt evaluation",
+        [
+            ("code", f"Command: {command}"),
+            ("text", f"Versions: {versions}. Date: {summary['date']}."),
+            ("text", intro),
+            *(("text", note) for note in notes(summary)),
+        ],
+        tables(summary),
+        figures,
+    )
+
+
+Paragraph = tuple[str, str]
+"""``("text", words)``, ``("code", words)`` (the part after the first ": " set as
+code) or ``("link", "label|relative path")``."""
+
+
+def write_document(
+    out: Path,
+    title: str,
+    paragraphs: Sequence[Paragraph],
+    table_list: Sequence[tuple[str, list[str], list[list[str]]]],
+    figures: Sequence[Path] = (),
+    stem: str = "report",
+) -> None:
+    """Writes ``<stem>.md`` and a self-contained ``<stem>.html`` (figures embedded)
+    into ``out``: a title, paragraphs, tables (title, header, rows) and figures
+    (PNG files under ``out``)."""
+    out = Path(out)
+    md = [f"# {title}", ""]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        "<title>lopt evaluation</title><style>",
+        f"<title>{html.escape(title)}</title><style>",
         "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#111}",
         "table{border-collapse:collapse;margin:1em 0}",
         "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}",
         "td:first-child,th:first-child{text-align:left}",
         "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}",
         "code{background:#f3f3f3;padding:.1em .3em}</style></head><body>",
-        "<h1>lopt evaluation</h1>",
-        f"<p>Command: <code>{html.escape(command)}</code></p>",
-        f"<p>Versions: {html.escape(versions)}. Date: {summary['date']}.</p>",
-        f"<p>{html.escape(intro)}</p>",
+        f"<h1>{html.escape(title)}</h1>",
     ]
-    for note in notes(summary):
-        md += [note, ""]
-        parts += [f"<p>{html.escape(note)}</p>"]
-    for title, header, rows in tables(summary):
-        md += [f"## {title}", "", "| " + " | ".join(header) + " |"]
+    for kind, words in paragraphs:
+        if kind == "code":
+            label, _, code = words.partition(": ")
+            md += [f"{label}: `{code}`", ""]
+            parts += [f"<p>{html.escape(label)}: <code>{html.escape(code)}</code></p>"]
+        elif kind == "link":
+            label, _, target = words.partition("|")
+            md += [f"[{label}]({target})", ""]
+            link = f"<a href='{html.escape(target)}'>{html.escape(label)}</a>"
+            parts += [f"<p>{link}</p>"]
+        else:
+            md += [words, ""]
+            parts += [f"<p>{html.escape(words)}</p>"]
+    for table_title, header, rows in table_list:
+        md += [f"## {table_title}", "", "| " + " | ".join(header) + " |"]
         md += ["|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-        parts += [f"<h2>{html.escape(title)}</h2><table><tr>"]
+        parts += [f"<h2>{html.escape(table_title)}</h2><table><tr>"]
         parts += [f"<th>{html.escape(h)}</th>" for h in header] + ["</tr>"]
         for r in rows:
             parts += ["<tr>", *(f"<td>{html.escape(c)}</td>" for c in r), "</tr>"]
         parts += ["</table>"]
-    md += ["## Figures", ""]
-    parts += ["<h2>Figures</h2>"]
+    if figures:
+        md += ["## Figures", ""]
+        parts += ["<h2>Figures</h2>"]
     for fig in figures:
         rel = fig.relative_to(out).as_posix()
         md += [f"![{fig.stem}]({rel})", ""]
         data = base64.b64encode(fig.read_bytes()).decode()
         parts += [f"<img alt='{fig.stem}' src='data:image/png;base64,{data}'>"]
     parts += ["</body></html>"]
-    atomic_write(out / "report.md", lambda f: f.write("\n".join(md).encode()))
-    atomic_write(out / "report.html", lambda f: f.write("\n".join(parts).encode()))
+    atomic_write(out / f"{stem}.md", lambda f: f.write("\n".join(md).encode()))
+    atomic_write(out / f"{stem}.html", lambda f: f.write("\n".join(parts).encode()))

@@ -4,11 +4,28 @@ tasks with stratified bootstrap intervals, scores normalised by a reference
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from lopt.summary import iqm
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """NumPy's global generator seeded with ``seed``, restored afterwards.
+
+    rliable 1.2's bootstraps draw from the global generator and ignore their
+    ``random_state``, so this is how the same scores give the same intervals.
+    """
+    global_state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(global_state)  # noqa: NPY002
 
 
 def mean_and_ci(curves: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
@@ -81,16 +98,10 @@ def interval_estimates(
     """
     from rliable import library
 
-    # rliable 1.2's StratifiedBootstrap draws from NumPy's global generator and
-    # ignores its random_state: seed the global one, and restore it afterwards.
-    global_state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(seed)  # noqa: NPY002
-    try:
+    with _seeded(seed):
         points, intervals = library.get_interval_estimates(
             {k: np.asarray(v, np.float64) for k, v in scores.items()}, func, reps=reps
         )
-    finally:
-        np.random.set_state(global_state)  # noqa: NPY002
     return {
         name: {
             agg: {
@@ -135,3 +146,82 @@ def normalise(
         for name, returns in final[task].items():
             columns.setdefault(name, []).append(np.asarray(returns) / scale)
     return {name: np.stack(cols, axis=1) for name, cols in columns.items()}
+
+
+def _estimate(point: Any, interval: Any) -> dict[str, float]:
+    interval = np.asarray(interval, np.float64).reshape(2, -1)
+    return {
+        "point": float(np.ravel(point)[0]),
+        "low": float(interval[0, 0]),
+        "high": float(interval[1, 0]),
+    }
+
+
+def probability_of_improvement(
+    scores: dict[str, np.ndarray],
+    reference: str,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """P(X > reference) for every other optimizer X, with 95% intervals (rliable).
+
+    The probability that a run of X on a task scores higher than a run of the
+    reference (ties count half: the Mann-Whitney U statistic over all pairs of
+    runs), averaged over tasks; the interval is rliable's stratified bootstrap,
+    runs of each optimizer resampled independently within each task.
+
+    Args:
+      scores: optimizer -> shape ``(num_runs, num_tasks)``; task columns in the
+        same order for every optimizer (the scores need not be normalised).
+      reference: the optimizer compared against.
+      reps, seed: of the bootstrap.
+
+    Returns:
+      optimizer (all but ``reference``) -> ``{"point", "low", "high"}``.
+    """
+    from rliable import library, metrics
+
+    ref = np.asarray(scores[reference], np.float64)
+    pairs = {
+        name: (np.asarray(x, np.float64), ref)
+        for name, x in scores.items()
+        if name != reference
+    }
+    if not pairs:
+        return {}
+    with _seeded(seed):
+        points, intervals = library.get_interval_estimates(
+            pairs, metrics.probability_of_improvement, reps=reps
+        )
+    return {name: _estimate(points[name], intervals[name]) for name in pairs}
+
+
+def bootstrap_interval(
+    func: Callable[..., float],
+    *scores: np.ndarray,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """A statistic of one or more score matrices and its 95% stratified bootstrap
+    interval (rliable): the runs of each matrix resampled independently within
+    each task column.
+
+    Args:
+      func: ``func(*scores) -> float``, e.g. the slope of a gain against task size.
+      scores: each of shape ``(num_runs, num_tasks)`` (the run counts may differ).
+
+    Returns:
+      ``{"point", "low", "high"}``.
+    """
+    from rliable import library
+
+    arrays = tuple(np.asarray(s, np.float64) for s in scores)
+
+    def statistic(*resampled: np.ndarray) -> np.ndarray:
+        return np.atleast_1d(np.asarray(func(*resampled), np.float64))
+
+    with _seeded(seed):
+        points, intervals = library.get_interval_estimates(
+            {"x": arrays[0] if len(arrays) == 1 else arrays}, statistic, reps=reps
+        )
+    return _estimate(points["x"], intervals["x"])

@@ -6,6 +6,11 @@
 ``curves/<env>/<optimizer>.npz`` per pair: ``env_steps`` ``(T,)``, ``seeds`` and
 every per-update metric ``(num_seeds, T, ...)``. The statistics and figures are
 made from these files (:mod:`lopt.analysis`), never during training.
+
+Besides the specs :func:`lopt.optim.spec.from_spec` takes, an optimizer may be
+``tuned:PATH``: a ``tuned.json`` from ``lopt tune``, which must have been tuned
+with the same algorithm, environment and preset variant; it is named after its
+optimizer and settings, e.g. ``adam(lr=0.01,b1=0.9,b2=0.99,anneal)``.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from lopt.atomic import atomic_write, write_json
-from lopt.configs.presets import preset_for
+from lopt.configs.presets import Preset, preset_for
+from lopt.configs.tuned import check_tuned, read_tuned
 from lopt.envs.registry import canonical_name
 from lopt.optim.card import horizon_mismatch, read_card
-from lopt.optim.spec import from_spec
+from lopt.optim.optimizer import Optimizer
+from lopt.optim.spec import OptimizerSpecError, from_spec
 from lopt.rl.algorithm import AlgorithmConfig
 from lopt.rl.executor import Executor, chunk_size, seed_keys
 from lopt.rl.registry import config_type
@@ -63,6 +70,20 @@ def replace_checked(config: AlgorithmConfig, field: str, value: Any) -> Algorith
         return dataclasses.replace(config, **{field: value})
     except ValueError as err:
         raise ValueError(f"{field}={value}: {err}") from err
+
+
+def replace_settings(
+    config: AlgorithmConfig, changes: dict[str, Any]
+) -> AlgorithmConfig:
+    """``config`` with several settings changed at once, its checks rerun on the
+    result (a ValueError names the changes)."""
+    if not changes:
+        return config
+    try:
+        return dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as err:
+        named = ", ".join(f"{k}={v}" for k, v in changes.items())
+        raise ValueError(f"{named}: {err}") from err
 
 
 def slug(name: str) -> str:
@@ -105,6 +126,56 @@ def _typed(kind: type, text: str) -> Any:
     return kind(text.strip())
 
 
+TUNED_PREFIX = "tuned:"
+
+
+def tuned_name(optimizer: str, hyperparams: dict[str, Any]) -> str:
+    """``adam(lr=0.01,b1=0.9,b2=0.99,anneal)``: a tuned optimizer's name."""
+    parts = []
+    for key, value in hyperparams.items():
+        if key == "anneal":
+            parts.append("anneal" if value else "no-anneal")
+        else:
+            parts.append(f"{'lr' if key == 'learning_rate' else key}={value:g}")
+    return f"{optimizer}({','.join(parts)})"
+
+
+def eval_optimizer(
+    spec: str, preset: Preset, variant: str, config: AlgorithmConfig
+) -> Optimizer:
+    """The optimizer ``spec`` names on one environment's ``preset`` (of preset
+    ``variant``), with diagnostics of the learned noise on; ``tuned:PATH`` reads a
+    tuned.json and checks it was tuned for this algorithm, environment and
+    variant.
+
+    Raises:
+      ValueError (its subclasses): an unknown spec, a bad or mismatched file.
+    """
+    if not spec.strip().lower().startswith(TUNED_PREFIX):
+        return from_spec(
+            spec, preset.optimizers, track_noise=True, noise_mask=config.noise_mask()
+        )
+    path = spec.strip()[len(TUNED_PREFIX) :]
+    if not path:
+        raise OptimizerSpecError("tuned:PATH needs the path of a tuned.json")
+    settings = read_tuned(path)
+    check_tuned(settings, config, variant, path)
+    optimizer = from_spec(
+        settings.optimizer, {settings.optimizer: settings.hyperparams}
+    )
+    name = tuned_name(settings.optimizer, settings.hyperparams)
+    return dataclasses.replace(
+        optimizer,
+        name=name,
+        description={
+            **optimizer.description,
+            "name": name,
+            "spec": f"{TUNED_PREFIX}{Path(path).resolve()}",
+            "tuned": dataclasses.asdict(settings),
+        },
+    )
+
+
 def run_evaluation(
     envs: Sequence[str],
     optimizer_specs: Sequence[str],
@@ -114,6 +185,7 @@ def run_evaluation(
     algo: str = "ppo",
     preset: str = "default",
     total_timesteps: int | None = None,
+    overrides: dict[str, Any] | None = None,
     sweep: tuple[str, Sequence[Any]] | None = None,
     on_pair: Callable[[str, str, int], Callable[[int], None] | None] | None = None,
     on_metrics: Callable[[str, str, int, dict], None] | None = None,
@@ -124,13 +196,16 @@ def run_evaluation(
 
     Args:
       envs: environment names or aliases.
-      optimizer_specs: as ``lopt train --optimizer`` takes them; hand-crafted ones
-        use each environment's preset hyperparameters.
+      optimizer_specs: as ``lopt train --optimizer`` takes them, or
+        ``tuned:PATH``; hand-crafted ones use each environment's preset
+        hyperparameters.
       seeds: the same seeds for every pair.
       out: the evaluation's directory.
       algo: the inner-loop algorithm (``ppo``, ``dqn``, ``iqn``, ``pqn``).
       preset: preset variant (``default``, ``small``, ``zero-shot``, ...).
       total_timesteps: environment steps per run (default: the preset's).
+      overrides: other settings of the algorithm changed on every environment,
+        e.g. ``{"num_envs": 64}``.
       sweep: ``(setting, values)``: each environment is run once per value of a
         setting of the algorithm (agent width ``hidden_size``, training length
         ``total_timesteps``, ...) and each becomes a task named
@@ -153,6 +228,7 @@ def run_evaluation(
         config = dataclasses.replace(env_preset.config, diagnostics=True)
         if total_timesteps is not None:
             config = dataclasses.replace(config, total_timesteps=total_timesteps)
+        config = replace_settings(config, dict(overrides or {}))
         name = canonical_name(env)
         variants = [(name, config)]
         if sweep is not None:
@@ -162,13 +238,7 @@ def run_evaluation(
                 for v in values
             ]
         optimizers = [
-            from_spec(
-                spec,
-                env_preset.optimizers,
-                track_noise=True,
-                noise_mask=config.noise_mask(),
-            )
-            for spec in optimizer_specs
+            eval_optimizer(spec, env_preset, preset, config) for spec in optimizer_specs
         ]
         for task, task_config in variants:
             pairs += [(task, task_config, optimizer) for optimizer in optimizers]
@@ -216,3 +286,10 @@ def run_evaluation(
         )
         results.append(curves)
     return results
+
+
+def read_curves(out: Path, env: str, optimizer: str) -> Curves:
+    """One pair's curves as :func:`run_evaluation` wrote them into ``out``."""
+    with np.load(curves_path(out, env, optimizer)) as data:
+        metrics = {k: data[k] for k in data.files if k not in ("env_steps", "seeds")}
+        return Curves(env, optimizer, data["env_steps"], metrics)
