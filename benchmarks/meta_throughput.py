@@ -17,8 +17,8 @@ Ratios are printed last: ``population_over_adam_<N>=X`` (goal >= 0.75),
 ``two_devices_over_one=X`` and ``two_processes_over_one=X`` (speed-ups).
 
 OPEN's step is the default one (``lopt.optim.fused``: the fused CPU kernel where it
-is built, on one device; the reference step on 2 host devices, where the kernel is
-not partitioned); ``--open-step reference`` or ``fused`` forces one (through
+is built, on every device: the executor runs each device's members in
+``jax.shard_map``); ``--open-step reference`` or ``fused`` forces one (through
 ``LOPT_OPEN_STEP``, which the subprocesses inherit).
 
     python benchmarks/meta_throughput.py [--preset cpu] [--total-timesteps T]
