@@ -68,13 +68,11 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def tiny_meta(generations: int = 3, **changes) -> MetaTrainConfig:
+    settings = {"save_every": 1, "eval_every": 3, "num_eval_seeds": 2, **changes}
     return MetaTrainConfig(
         tasks=(TaskConfig(config=tiny_ppo(total_timesteps=64)),),
         es=ESConfig(population_size=4, num_generations=generations, sigma=0.1, lr=0.05),
-        save_every=1,
-        eval_every=3,
-        num_eval_seeds=2,
-        **changes,
+        **settings,
     )
 
 

@@ -426,8 +426,6 @@ def _meta_setup(args: MetaTrain):
 
     try:
         if args.resume is not None:
-            if not (args.resume / "config.json").exists():
-                _fail(f"{args.resume} is not a meta-training run (no config.json)")
             config = _resume_config(args)
             return config, prepare_run_dir(args.resume, False, resume=True)
         config = _meta_config(args)

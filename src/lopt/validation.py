@@ -126,6 +126,10 @@ OPTION_RANGES: dict[str, Range] = {
     "total_timesteps": COUNT,
     "max_parallel": COUNT,
     "reps": Range(low=1, integer=True, example="2000"),
+    # several processes (lopt meta-train)
+    "num_processes": COUNT,
+    "process_id": Range(low=0, integer=True, example="0"),
+    "heartbeat_timeout": Range(low=1, integer=True, example="30"),
 }
 
 
