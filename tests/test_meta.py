@@ -320,3 +320,55 @@ def test_gridworld_meta_training_is_antithetic():
     assert float(np.sum(result["fitness"])) == 2.0  # one "better" per pair
     with pytest.raises(ValueError, match="single task and --strategy open-es"):
         dataclasses.replace(config, es=ESConfig(population_size=4, strategy="ga"))
+
+
+def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
+    """With a tuned baseline for its task, meta-training ends with lopt eval's
+    comparison on the held-out seeds: IQM with intervals and P(learned > tuned)."""
+    from lopt.cli import main
+    from lopt.configs.tuned import TunedSettings, write_tuned
+
+    tuned = tmp_path / "tuned.json"
+    write_tuned(
+        tuned,
+        TunedSettings(
+            env="classic/cartpole",
+            optimizer="adam",
+            hyperparams={"learning_rate": 3e-3, "anneal": True},
+            baseline_return=20.0,
+            num_seeds=2,
+            total_timesteps=512,
+        ),
+    )
+    out = tmp_path / "meta"
+    main(
+        [
+            *("meta-train", "--envs", "cartpole", "--total-timesteps", "512"),
+            *("--population", "2", "--generations", "1", "--tuned", str(tuned)),
+            *("--out", str(out), "--no-progress"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    line = [x for x in printed.splitlines() if x.startswith("classic/cartpole: IQM")]
+    assert len(line) == 1 and "P(learned > adam" in line[0], printed
+    summary = json.loads(
+        (out / "comparison" / "classic_cartpole" / "summary.json").read_text()
+    )
+    assert summary["num_seeds"] == 16
+    assert len(summary["final_returns"]["classic/cartpole"]) == 2
+
+
+def test_builtin_tuned_baselines_match_their_presets():
+    """Every shipped tuned file names a preset whose budget it was tuned at, and
+    is found for it (the default meta-training's comparison depends on it)."""
+    from lopt.configs.presets import CPU_META, preset_for
+    from lopt.configs.tuned import BUILTIN_DIR, builtin_tuned, read_tuned
+
+    paths = sorted(BUILTIN_DIR.glob("*.json"))
+    assert paths
+    for path in paths:
+        s = read_tuned(path)
+        config = preset_for(s.env, s.preset, s.algo).config
+        assert builtin_tuned(config, s.preset) == path
+    task = CPU_META.tasks[0]
+    assert builtin_tuned(task.config, task.preset) is not None

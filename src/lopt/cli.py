@@ -189,10 +189,6 @@ def _horizon_warning(optimizer, config) -> None:
         _warn(warning)
 
 
-def _warn(message: str) -> None:
-    print(f"lopt: warning: {message}", file=sys.stderr)
-
-
 def _with_tuned(preset, variant: str, path: Path, spec: str | None):
     """``preset`` (of ``variant``) with a tuned.json's settings, and the optimizer
     to train."""
@@ -756,7 +752,73 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         f"{summary['wall_time_s']:.0f} s; optimizer: {summary['optimizer']} "
         f"(use it with lopt train --optimizer learned:{summary['optimizer']})"
     )
+    _compare_with_tuned(args, config, summary, out, command)
     return summary
+
+
+def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, command):
+    """``lopt eval`` of the new optimizer against each task's tuned baseline (a
+    ``--tuned`` file, or one shipped for the task's preset and budget) on the
+    held-out seeds; prints IQM with 95% intervals and P(learned > tuned).
+
+    The reports go to ``out/comparison/<env>``; tasks without a tuned baseline, or
+    changed from their preset in ways ``lopt eval`` cannot repeat, are skipped."""
+    from lopt.configs.presets import preset_for
+    from lopt.configs.tuned import builtin_tuned, read_tuned
+    from lopt.runs.evaluation import slug
+
+    given = {read_tuned(p).env: p for p in args.tuned or ()}
+    for task in config.tasks:
+        inner, variant = task.config, task.preset or "default"
+        path = given.get(inner.env) or builtin_tuned(inner, variant)
+        if path is None:
+            continue
+        preset = preset_for(inner.env, variant, task.algo).config
+        same = dataclasses.replace(
+            preset, total_timesteps=inner.total_timesteps, diagnostics=False
+        ) == dataclasses.replace(inner, diagnostics=False)
+        if not same:
+            print(f"(no comparison on {inner.env}: its settings are not the preset's)")
+            continue
+        spec = f"tuned:{path}"
+        print(
+            f"\nthe learned optimizer against {spec} on the {config.num_eval_seeds} "
+            f"held-out seeds ({config.eval_seed_base} and up; tuning used others):"
+        )
+        result = run_eval(
+            Eval(
+                env=inner.env,
+                algo=task.algo,
+                optimizers=f"learned:{summary['optimizer']},{spec}",
+                seeds=config.num_eval_seeds,
+                seed=config.eval_seed_base,
+                preset=variant,
+                total_timesteps=inner.total_timesteps,
+                reference=spec,
+                out=out / "comparison" / slug(inner.env),
+                progress=args.progress,
+            ),
+            command,
+        )
+        env = next(iter(result["per_env"]))
+        learned, tuned = result["per_env"][env]
+        iqm = {k: result["per_env"][env][k]["iqm"] for k in (learned, tuned)}
+        better = result["improvement"]["per_env"][env][learned]
+        print(
+            f"{env}: IQM learned {_interval(iqm[learned])}, {tuned} "
+            f"{_interval(iqm[tuned])}; P(learned > {tuned}) {_interval(better)}"
+            + (
+                " (a win: its interval is above 0.5)"
+                if better["low"] > 0.5
+                else " (within noise: the interval reaches 0.5)"
+                if better["high"] >= 0.5
+                else " (a loss)"
+            )
+        )
+
+
+def _interval(e: dict) -> str:
+    return f"{e['point']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
 
 
 @dataclasses.dataclass

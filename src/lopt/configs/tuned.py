@@ -30,6 +30,10 @@ from lopt.rl.registry import algorithm_name
 
 FORMAT = "lopt-tuned/1"
 
+#: tuned.json files shipped with lopt (``lopt tune`` outputs, tuned on seeds
+#: 2,000,000 and up): the baselines that meta-training compares its optimizer with.
+BUILTIN_DIR = Path(__file__).parent / "baselines"
+
 #: The hyperparameters a tuned file may set, per optimizer.
 TUNABLE = {
     "adam": ("learning_rate", "b1", "b2", "anneal"),
@@ -130,3 +134,18 @@ def check_tuned(
             f"{source} was tuned on the {settings.preset} preset; pass --preset "
             f"{settings.preset}"
         )
+
+
+def builtin_tuned(config: Any, variant: str | None) -> Path | None:
+    """The shipped tuned file (:data:`BUILTIN_DIR`) for ``config``'s algorithm,
+    environment and budget on the preset ``variant``, or None."""
+    for path in sorted(BUILTIN_DIR.glob("*.json")):
+        settings = read_tuned(path)
+        if (
+            settings.env == canonical_name(config.env)
+            and settings.algo == algorithm_name(config)
+            and settings.preset == variant
+            and settings.total_timesteps == config.total_timesteps
+        ):
+            return path
+    return None
