@@ -595,7 +595,7 @@ def _learned_config(args: MetaTrain, config):
 
 def _tuned_tasks(tasks, paths):
     """``tasks`` with each tuned file's mean return as its task's baseline."""
-    from lopt.configs.tuned import check_tuned, read_tuned
+    from lopt.configs.tuned import check_tuned, read_tuned, same_budget
 
     baselines = {}
     envs = [t.config.env for t in tasks]
@@ -608,7 +608,7 @@ def _tuned_tasks(tasks, paths):
             )
         task = tasks[envs.index(tuned.env)]
         check_tuned(tuned, task.config, None, path)
-        if tuned.total_timesteps != task.config.total_timesteps:
+        if not same_budget(tuned, task.config):
             _fail(
                 f"{path} holds {tuned.algo}'s return at {tuned.total_timesteps:,} "
                 f"frames; the task runs {task.config.total_timesteps:,}: tune at "

@@ -136,6 +136,13 @@ def check_tuned(
         )
 
 
+def same_budget(settings: TunedSettings, config: Any) -> bool:
+    """Whether ``settings`` were tuned at ``config``'s budget: the frames its runs
+    take (what ``lopt tune`` records: whole updates) or the budget asked for."""
+    frames = config.num_updates * config.frames_per_update
+    return settings.total_timesteps in (frames, config.total_timesteps)
+
+
 def builtin_tuned(config: Any, variant: str | None) -> Path | None:
     """The shipped tuned file (:data:`BUILTIN_DIR`) for ``config``'s algorithm,
     environment and budget on the preset ``variant``, or None."""
@@ -145,7 +152,7 @@ def builtin_tuned(config: Any, variant: str | None) -> Path | None:
             settings.env == canonical_name(config.env)
             and settings.algo == algorithm_name(config)
             and settings.preset == variant
-            and settings.total_timesteps == config.total_timesteps
+            and same_budget(settings, config)
         ):
             return path
     return None
