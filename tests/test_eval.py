@@ -246,6 +246,7 @@ def test_eval_refuses_bad_input(tmp_path, capsys):
         assert message in capsys.readouterr().err.lower()
 
 
+@pytest.mark.heavy
 def test_sweep_makes_one_task_per_value(tmp_path):
     curves = run_evaluation(
         ["cartpole"],

@@ -153,6 +153,7 @@ SHARDING_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.heavy
 def test_two_host_devices_give_the_same_fitness_as_one(tmp_path):
     results = {}
     for count in (1, 2):
@@ -223,6 +224,7 @@ def test_warm_start_must_match_the_architecture(tmp_path):
         MetaTrainer(config).init_state()
 
 
+@pytest.mark.heavy
 def test_meta_train_cli_one_generation(tmp_path, capsys):
     from lopt.cli import main
 
@@ -322,6 +324,7 @@ def test_gridworld_meta_training_is_antithetic():
         dataclasses.replace(config, es=ESConfig(population_size=4, strategy="ga"))
 
 
+@pytest.mark.heavy
 def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
     """With a tuned baseline for its task, meta-training ends with lopt eval's
     comparison on the held-out seeds: IQM with intervals and P(learned > tuned)."""

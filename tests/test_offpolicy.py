@@ -298,7 +298,10 @@ def test_sac_tree_layer_props_and_noise():
     )
 
 
-@pytest.mark.parametrize("algo", LOOPS)
+# Rainbow's vmapped check is heavy: its loop's contract is checked above.
+@pytest.mark.parametrize(
+    "algo", [*LOOPS[:2], pytest.param("rainbow", marks=pytest.mark.heavy)]
+)
 def test_vmaps_over_seeds_and_learning_rates(algo):
     config = TINY[algo]
     metrics = over_seeds_and_learning_rates(config)

@@ -99,6 +99,7 @@ def test_train_logs_to_tensorboard(tmp_path):
     )
 
 
+@pytest.mark.heavy
 def test_train_logs_to_wandb_offline(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")

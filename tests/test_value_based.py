@@ -299,7 +299,9 @@ LEARNS = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["dqn", "iqn", "pqn"])
+@pytest.mark.parametrize(
+    "algo", ["dqn", pytest.param("iqn", marks=pytest.mark.heavy), "pqn"]
+)
 def test_learns_cartpole_with_adam(algo):
     config, lr = LEARNS[algo]
     opt = adam(lr, anneal=algo == "pqn")

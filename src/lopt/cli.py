@@ -475,10 +475,6 @@ def _meta_config(args: MetaTrain):
         tasks = tuple(task_for(env, args.preset, args.algo) for env in args.envs)
         optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
         config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
-    if args.tuned:
-        config = dataclasses.replace(
-            config, tasks=_tuned_tasks(config.tasks, args.tuned)
-        )
     if args.total_timesteps is not None:
         config = dataclasses.replace(
             config,
@@ -491,6 +487,11 @@ def _meta_config(args: MetaTrain):
                 )
                 for t in config.tasks
             ),
+        )
+    # After --total-timesteps: a tuned file's budget is checked against the run's.
+    if args.tuned:
+        config = dataclasses.replace(
+            config, tasks=_tuned_tasks(config.tasks, args.tuned)
         )
     if args.cell is not None:
         config = dataclasses.replace(
