@@ -96,9 +96,12 @@ def test_every_number_a_user_can_type_has_a_range():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"lr": float("nan")}, "--lr must be a finite number > 0 (got nan); pass e.g."),
-        ({"lr": -1.0}, "--lr must be a finite number > 0 (got -1.0)"),
-        ({"lr": float("inf")}, "--lr must be a finite number > 0 (got inf)"),
+        (
+            {"lr": float("nan")},
+            "--lr must be a finite number in (0, 1] (got nan); pass e.g.",
+        ),
+        ({"lr": -1.0}, "--lr must be a finite number in (0, 1] (got -1.0)"),
+        ({"lr": float("inf")}, "--lr must be a finite number in (0, 1] (got inf)"),
         ({"seed": -1}, "--seed must be a whole number in [0, 4294967295]"),
         ({"seed": 2**32 - 1, "seeds": 2}, "runs past the last seed 4294967295"),
         ({"seeds": 0}, "--seeds must be a whole number >= 1 (got 0)"),
@@ -133,7 +136,7 @@ def test_meta_training_options_out_of_range():
 def test_configs_check_the_same_ranges():
     with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
         ESConfig(sigma=0.0)
-    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0, 1\]"):
         ESConfig(lr=float("nan"))
     with pytest.raises(ValueError, match=r"sigma_decay must be a finite number in"):
         ESConfig(sigma_decay=0.0)
@@ -668,8 +671,12 @@ def files(tmp_path):
 BAD_INVOCATIONS = [
     (["train", "--seed", "-1"], "--seed must be a whole number in [0, 4294967295]"),
     (["train", "--seed", "4294967295"], "runs past the last seed"),
-    (["train", "--lr", "nan"], "--lr must be a finite number > 0 (got nan)"),
-    (["train", "--lr", "-1"], "--lr must be a finite number > 0 (got -1.0)"),
+    (["train", "--lr", "nan"], "--lr must be a finite number in (0, 1] (got nan)"),
+    (["train", "--lr", "-1"], "--lr must be a finite number in (0, 1] (got -1.0)"),
+    (
+        ["train", "--lr", "1e9"],
+        "--lr must be a finite number in (0, 1] (got 1000000000.0)",
+    ),
     (["train", "--total-timesteps", "0"], "--total-timesteps must be"),
     (["train", "--out", "{file}"], "{file} exists and is not a directory"),
     (["train", "--out", "{file}/run"], "cannot create {file}/run: {file} is a file"),
@@ -678,14 +685,17 @@ BAD_INVOCATIONS = [
     (["train", "--tuned", "{nan_tuned.json}"], "learning_rate must be a finite"),
     (["train", "--optimizer", "open:{dir}"], "{dir}: no such file"),
     (["train", "--optimizer", "open:{garbage.npy}"], "{garbage.npy}: unreadable"),
-    (["tune", "--lrs", "nan", "1e-3"], "--lrs must be a finite number > 0 (got nan)"),
+    (
+        ["tune", "--lrs", "nan", "1e-3"],
+        "--lrs must be a finite number in (0, 1] (got nan)",
+    ),
     (["tune", "--b2s", "1.0"], "--b2s must be a finite number in [0, 1)"),
     (["tune", "--max-parallel", "0"], "--max-parallel must be a whole number >= 1"),
     (["eval", "--seeds", "1"], "--seeds must be at least 2"),
     (["eval", "--reps", "0"], "--reps must be a whole number >= 1"),
     (["meta-train", "--sigma", "0"], "--sigma must be a finite number > 0 (got 0.0)"),
     (["meta-train", "--sigma", "-1"], "--sigma must be a finite number > 0"),
-    (["meta-train", "--lr", "nan"], "--lr must be a finite number > 0 (got nan)"),
+    (["meta-train", "--lr", "nan"], "--lr must be a finite number in (0, 1] (got nan)"),
     (["meta-train", "--sigma-decay", "1.5"], "--sigma-decay must be a finite number"),
     (["meta-train", "--population", "3"], "--population must be an even whole"),
     (["meta-train", "--seed", "-1"], "--seed must be a whole number"),

@@ -89,7 +89,9 @@ def _num(x: float) -> str:
 
 
 FINITE = Range()
-LEARNING_RATE = Range(low=0, low_open=True, example="3e-4")
+# Above 1 no optimizer here trains anything: the parameters run off to ~lr in a few
+# updates while staying finite, so the run would end "fine" and useless.
+LEARNING_RATE = Range(low=0, high=1, low_open=True, example="3e-4")
 SIGMA = Range(low=0, low_open=True, example="0.1")
 DECAY = Range(low=0, high=1, low_open=True, example="0.999")
 """a per-generation decay factor: 1 is no decay"""
