@@ -170,7 +170,15 @@ def test_the_flag_leaves_the_run_as_it_was():
     np.testing.assert_array_equal(with_flag["return"], metrics["return"])
 
 
-def test_train_marks_diverged_seeds_and_exits_non_zero(tmp_path, capsys):
+def test_train_marks_diverged_seeds_and_exits_non_zero(tmp_path, capsys, monkeypatch):
+    # SGD at 1e30 overflows in the first updates; the command line refuses learning
+    # rates above 1, so the ranges are widened here to reach the divergence path.
+    from lopt import validation
+    from lopt.optim.handcrafted import HYPERPARAM_RANGES
+
+    wide = validation.Range(low=0, low_open=True)
+    monkeypatch.setitem(validation.OPTION_RANGES, "lr", wide)
+    monkeypatch.setitem(HYPERPARAM_RANGES, "learning_rate", wide)
     out = tmp_path / "run"
     args = ["--optimizer", "sgd", "--lr", "1e30", "--no-progress", "--out"]
     code, _, err = run_cli([*TRAIN, *args, str(out)], capsys)
