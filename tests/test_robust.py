@@ -147,7 +147,13 @@ def test_configs_check_the_same_ranges():
 
 
 # 2. DIVERGENCE IS A RESULT -----------------------------------------------------------
-def test_each_update_says_whether_the_run_is_still_finite():
+def test_each_update_says_whether_the_run_is_still_finite(monkeypatch):
+    from lopt import validation
+    from lopt.optim.handcrafted import HYPERPARAM_RANGES
+
+    # Learning rates above 1 are refused; widened here to force an overflow.
+    wide = validation.Range(low=0, low_open=True)
+    monkeypatch.setitem(HYPERPARAM_RANGES, "learning_rate", wide)
     config = tiny_ppo()
     good, _ = run_seeds(config, adam(1e-3), [0, 1])
     assert good["finite"].shape == (2, config.num_updates)
