@@ -147,13 +147,20 @@ def test_configs_check_the_same_ranges():
 
 
 # 2. DIVERGENCE IS A RESULT -----------------------------------------------------------
-def test_each_update_says_whether_the_run_is_still_finite(monkeypatch):
+def _widen_learning_rates(monkeypatch):
+    """Learning rates above 1 are refused (options, optimizers, grids); the tests
+    below widen the range to force an overflow (SGD or Adam at 1e30)."""
     from lopt import validation
     from lopt.optim.handcrafted import HYPERPARAM_RANGES
 
-    # Learning rates above 1 are refused; widened here to force an overflow.
     wide = validation.Range(low=0, low_open=True)
+    for name in ("lr", "lrs"):
+        monkeypatch.setitem(validation.OPTION_RANGES, name, wide)
     monkeypatch.setitem(HYPERPARAM_RANGES, "learning_rate", wide)
+
+
+def test_each_update_says_whether_the_run_is_still_finite(monkeypatch):
+    _widen_learning_rates(monkeypatch)
     config = tiny_ppo()
     good, _ = run_seeds(config, adam(1e-3), [0, 1])
     assert good["finite"].shape == (2, config.num_updates)
@@ -177,14 +184,7 @@ def test_the_flag_leaves_the_run_as_it_was():
 
 
 def test_train_marks_diverged_seeds_and_exits_non_zero(tmp_path, capsys, monkeypatch):
-    # SGD at 1e30 overflows in the first updates; the command line refuses learning
-    # rates above 1, so the ranges are widened here to reach the divergence path.
-    from lopt import validation
-    from lopt.optim.handcrafted import HYPERPARAM_RANGES
-
-    wide = validation.Range(low=0, low_open=True)
-    monkeypatch.setitem(validation.OPTION_RANGES, "lr", wide)
-    monkeypatch.setitem(HYPERPARAM_RANGES, "learning_rate", wide)
+    _widen_learning_rates(monkeypatch)
     out = tmp_path / "run"
     args = ["--optimizer", "sgd", "--lr", "1e30", "--no-progress", "--out"]
     code, _, err = run_cli([*TRAIN, *args, str(out)], capsys)
@@ -241,7 +241,8 @@ def test_tuning_never_picks_a_setting_that_diverged_on_a_seed():
 
 
 @pytest.mark.heavy
-def test_tune_skips_a_diverging_learning_rate(tmp_path, capsys):
+def test_tune_skips_a_diverging_learning_rate(tmp_path, capsys, monkeypatch):
+    _widen_learning_rates(monkeypatch)
     out = tmp_path / "tune"
     args = "tune --env cartpole --lrs 1e30 1e-3 --b2s 0.99 --anneal off --seeds 2"
     args += " --total-timesteps 1024 --no-progress --out"
