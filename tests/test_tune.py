@@ -60,10 +60,12 @@ def test_bad_grids_are_refused(args, match):
 
 
 def test_bad_axis_values_are_refused():
-    with pytest.raises(TuningError, match=r"> 0; got 0\.0"):
+    with pytest.raises(TuningError, match=r"in \(0, 1\]; got 0\.0"):
         make_grid("adam", learning_rate=(0.0, 1e-3))
-    with pytest.raises(TuningError, match="finite number > 0; got nan"):
+    with pytest.raises(TuningError, match=r"in \(0, 1\]; got nan"):
         make_grid("adam", learning_rate=(float("nan"), 1e-3))
+    with pytest.raises(TuningError, match=r"in \(0, 1\]; got 10\.0"):
+        make_grid("adam", learning_rate=(10.0, 1e-3))
     with pytest.raises(TuningError, match=r"\[0, 1\)"):
         make_grid("adam", b2=(1.0,))
     with pytest.raises(TuningError, match="empty"):
