@@ -14,7 +14,12 @@ from lopt.analysis.report import analyse, notes
 from lopt.analysis.stats import interval_estimates, normalise, run_aggregate
 from lopt.cli import main
 from lopt.configs.tuned import TunedSettings, write_tuned
-from lopt.runs.evaluation import Curves, parse_sweep, run_evaluation
+from lopt.runs.evaluation import (
+    Curves,
+    parse_sweep,
+    resolve_reference,
+    run_evaluation,
+)
 
 
 def test_bootstrap_interval_contains_the_true_mean():
@@ -263,6 +268,20 @@ def test_sweep_makes_one_task_per_value(tmp_path):
     runs = json.loads((tmp_path / "config.json").read_text())["runs"]
     assert [r["ppo"]["hidden_size"] for r in runs] == [4, 8]
     assert (tmp_path / "curves" / "classic_cartpole_hidden_size_8").is_dir()
+
+
+def test_the_reference_resolves_to_the_evaluated_optimizer():
+    tuned = "adam(lr=0.01,b1=0.9,b2=0.99,no-anneal)"
+    specs = ["tuned:t.json", "learned:o.npy"]
+    names = [tuned, "learned:o"]
+    assert resolve_reference("tuned:t.json", specs, names) == tuned
+    # The default "adam" finds the one Adam evaluated, here a tuned one.
+    assert resolve_reference("adam", specs, names) == tuned
+    assert resolve_reference("learned:o", specs, names) == "learned:o"
+    # Two Adams: ambiguous, so left as given (the report says it was not run).
+    two = ["adam(lr=0.01)", "adam(lr=0.001)"]
+    assert resolve_reference("adam", ["tuned:a", "tuned:b"], two) == "adam"
+    assert resolve_reference("lion", specs, names) == "lion"
 
 
 def test_a_tuned_file_is_an_optimizer(tmp_path, capsys):

@@ -863,7 +863,7 @@ class Eval:
 
 def run_eval(args: Eval, command: list[str]) -> dict:
     from lopt.analysis.report import analyse, notes, tables
-    from lopt.runs.evaluation import parse_sweep, run_evaluation
+    from lopt.runs.evaluation import parse_sweep, resolve_reference, run_evaluation
     from lopt.runs.records import versions
     from lopt.runs.rundir import prepare_run_dir
     from lopt.runs.tracking import check_kinds
@@ -913,9 +913,9 @@ def run_eval(args: Eval, command: list[str]) -> dict:
     finally:
         for bar in bars:
             bar.close()
-    reference = args.reference
-    if reference in specs:  # e.g. --reference tuned:PATH: that optimizer's name
-        reference = curves[specs.index(reference)].optimizer
+    reference = resolve_reference(
+        args.reference, specs, [c.optimizer for c in curves[: len(specs)]]
+    )
     summary = analyse(
         curves,
         out,

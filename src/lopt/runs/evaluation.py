@@ -140,6 +140,30 @@ def tuned_name(optimizer: str, hyperparams: dict[str, Any]) -> str:
     return f"{optimizer}({','.join(parts)})"
 
 
+def resolve_reference(reference: str, specs: list[str], names: list[str]) -> str:
+    """The evaluated optimizer's name that ``--reference`` means.
+
+    Args:
+      reference: the name or the ``--optimizers`` entry given (``adam``,
+        ``tuned:runs/tune/x/tuned.json``).
+      specs: the ``--optimizers`` entries, in order.
+      names: the evaluated optimizers' names, one per entry of ``specs``.
+
+    Returns:
+      ``names[i]`` when ``reference`` is ``specs[i]``; the one name of the family
+      ``reference`` (``adam(lr=0.01,...)`` for ``adam``) when ``reference`` itself
+      was not evaluated but exactly one of its family was, so that comparing a
+      learned optimizer with a tuned Adam needs no ``--reference``; else
+      ``reference`` unchanged (the report then says it was not evaluated).
+    """
+    if reference in specs:
+        return names[specs.index(reference)]
+    if reference in names:
+        return reference
+    family = [n for n in names if n.split("(")[0] == reference]
+    return family[0] if len(family) == 1 else reference
+
+
 def eval_optimizer(
     spec: str, preset: Preset, variant: str, config: AlgorithmConfig
 ) -> Optimizer:
