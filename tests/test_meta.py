@@ -325,7 +325,7 @@ def test_gridworld_meta_training_is_antithetic():
 
 
 @pytest.mark.heavy
-def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
+def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys, monkeypatch):
     """With a tuned baseline for its task, meta-training ends with lopt eval's
     comparison on the held-out seeds: IQM with intervals and P(learned > tuned)."""
     from lopt.cli import main
@@ -359,6 +359,20 @@ def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
     )
     assert summary["num_seeds"] == 16
     assert len(summary["final_returns"]["classic/cartpole"]) == 2
+    # Resumed past its end: the new optimizer's comparison goes beside the first,
+    # which stays; resumed again at the same end: nothing is compared twice.
+    # (--resume takes no --tuned: the baseline comes as a shipped one does.)
+    monkeypatch.setattr(
+        "lopt.configs.tuned.builtin_tuned", lambda config, variant: tuned
+    )
+    resume = ["meta-train", "--resume", str(out), "--generations", "2"]
+    main([*resume, "--no-progress"])
+    assert (out / "comparison" / "classic_cartpole" / "summary.json").exists()
+    again = out / "comparison" / "classic_cartpole-gen2"
+    assert json.loads((again / "generation.json").read_text()) == {"generation": 2}
+    capsys.readouterr()
+    main([*resume, "--no-progress"])
+    assert f"comparison on classic/cartpole is in {again}" in capsys.readouterr().out
 
 
 def test_builtin_tuned_baselines_match_their_presets():

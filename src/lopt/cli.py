@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import tyro
 
 from lopt import __version__
+from lopt.atomic import write_json
 from lopt.optim.network import OPENConfig
 from lopt.runs.rundir import release_run_dir
 from lopt.validation import check_options, flag
@@ -762,8 +764,10 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
     ``--tuned`` file, or one shipped for the task's preset and budget) on the
     held-out seeds; prints IQM with 95% intervals and P(learned > tuned).
 
-    The reports go to ``out/comparison/<env>``; tasks without a tuned baseline, or
-    changed from their preset in ways ``lopt eval`` cannot repeat, are skipped."""
+    The reports go to ``out/comparison/<env>`` (``<env>-gen<N>`` when a resumed
+    run went on past an earlier end, whose comparison stays); tasks without a tuned
+    baseline, or changed from their preset in ways ``lopt eval`` cannot repeat, are
+    skipped."""
     from lopt.configs.presets import preset_for
     from lopt.configs.tuned import builtin_tuned, read_tuned
     from lopt.runs.evaluation import slug
@@ -781,6 +785,13 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
         if not same:
             print(f"(no comparison on {inner.env}: its settings are not the preset's)")
             continue
+        where = out / "comparison" / slug(inner.env)
+        generation = summary["generations"]
+        if _compared_at(where) not in (None, generation):
+            where = where.with_name(f"{where.name}-gen{generation}")
+        if _compared_at(where) == generation:
+            print(f"(this optimizer's comparison on {inner.env} is in {where})")
+            continue
         spec = f"tuned:{path}"
         print(
             f"\nthe learned optimizer against {spec} on the {config.num_eval_seeds} "
@@ -796,11 +807,12 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
                 preset=variant,
                 total_timesteps=inner.total_timesteps,
                 reference=spec,
-                out=out / "comparison" / slug(inner.env),
+                out=where,
                 progress=args.progress,
             ),
             command,
         )
+        write_json(where / "generation.json", {"generation": generation})
         env = next(iter(result["per_env"]))
         learned, tuned = result["per_env"][env]
         iqm = {k: result["per_env"][env][k]["iqm"] for k in (learned, tuned)}
@@ -816,6 +828,15 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
                 else " (a loss)"
             )
         )
+
+
+def _compared_at(where: Path) -> int | None:
+    """The generation whose optimizer ``where`` compared: None when nothing is
+    there, -1 for a comparison that did not record it."""
+    if not where.exists():
+        return None
+    marker = where / "generation.json"
+    return json.loads(marker.read_text())["generation"] if marker.exists() else -1
 
 
 def _interval(e: dict) -> str:
