@@ -25,13 +25,11 @@ from lopt.rl.executor import MemberShardingError, member_mesh
 from tiny import tiny_ppo
 
 
-def tiny_config(**es) -> MetaTrainConfig:
+def tiny_config(**settings) -> MetaTrainConfig:
     return MetaTrainConfig(
         tasks=(TaskConfig(config=tiny_ppo(total_timesteps=64), baseline_return=1.0),),
-        es=ESConfig(population_size=4, num_generations=4, sigma=0.1, lr=0.05, **es),
-        save_every=1,
-        eval_every=2,
-        num_eval_seeds=2,
+        es=ESConfig(population_size=4, num_generations=4, sigma=0.1, lr=0.05),
+        **{"save_every": 1, "eval_every": 2, "num_eval_seeds": 2, **settings},
     )
 
 
@@ -175,13 +173,22 @@ def test_two_host_devices_give_the_same_fitness_as_one(tmp_path):
     np.testing.assert_array_equal(results[1], results[2])
 
 
-def test_resume_after_interruption_is_bit_identical(tmp_path):
-    config = tiny_config()
+def test_a_stopped_run_resumes_bit_identical(tmp_path):
+    """Stopped at a generation boundary (Ctrl-C's path), a run checkpoints there
+    even off its save_every; resumed, it ends as the run that never stopped."""
+    config = tiny_config(save_every=3)
     whole = meta_train(config, tmp_path / "whole")
-    half = dataclasses.replace(
-        config, es=dataclasses.replace(config.es, num_generations=2)
-    )
-    meta_train(half, tmp_path / "resumed")
+    asked = []
+    # Asked before each generation: the third time, after generation 2.
+    stop = lambda: asked.append(1) or len(asked) > 2  # noqa: E731
+    stopped = meta_train(config, tmp_path / "resumed", stop=stop)
+    assert stopped == {
+        "interrupted": True,
+        "generation": 2,
+        "checkpoint": str(checkpoint.checkpoint_path(tmp_path / "resumed", 2)),
+    }
+    assert not (tmp_path / "resumed" / "optimizer.npy").exists()
+    assert not (tmp_path / "resumed" / "summary.json").exists()
     # Generation 3 ran and then "the process died" before its checkpoint.
     (tmp_path / "resumed" / "metrics.jsonl").open("a").write('{"generation": 3, "tor')
     resumed = meta_train(config, tmp_path / "resumed", resume=True)
@@ -189,13 +196,8 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
     b = np.load(tmp_path / "resumed" / "optimizer.npy")
     assert a.tobytes() == b.tobytes()
     assert np.abs(a).max() > 0
-    assert [r["generation"] for r in read_metrics(tmp_path / "resumed")] == [
-        0,
-        1,
-        2,
-        3,
-        4,
-    ]
+    generations = [r["generation"] for r in read_metrics(tmp_path / "resumed")]
+    assert generations == [0, 1, 2, 3, 4]
     assert whole["heldout"] == resumed["heldout"]
     meta, config_loaded = load_open(whole["optimizer"])
     assert config_loaded == OPENConfig()
@@ -325,7 +327,7 @@ def test_gridworld_meta_training_is_antithetic():
 
 
 @pytest.mark.heavy
-def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys, monkeypatch):
+def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
     """With a tuned baseline for its task, meta-training ends with lopt eval's
     comparison on the held-out seeds: IQM with intervals and P(learned > tuned)."""
     from lopt.cli import main
@@ -359,12 +361,11 @@ def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys, monkeypatch
     )
     assert summary["num_seeds"] == 16
     assert len(summary["final_returns"]["classic/cartpole"]) == 2
-    # Resumed past its end: the new optimizer's comparison goes beside the first,
-    # which stays; resumed again at the same end: nothing is compared twice.
-    # (--resume takes no --tuned: the baseline comes as a shipped one does.)
-    monkeypatch.setattr(
-        "lopt.configs.tuned.builtin_tuned", lambda config, variant: tuned
-    )
+    # Resumed past its end (--resume takes no --tuned: the run kept a copy of the
+    # file), after the original is gone: the new optimizer's comparison goes
+    # beside the first, which stays; resumed again at the same end: nothing is
+    # compared twice.
+    tuned.unlink()
     resume = ["meta-train", "--resume", str(out), "--generations", "2"]
     main([*resume, "--no-progress"])
     assert (out / "comparison" / "classic_cartpole" / "summary.json").exists()

@@ -578,25 +578,6 @@ def test_an_ignored_signal_stays_ignored():
         signal.signal(signal.SIGINT, old)
 
 
-def test_meta_training_stops_at_a_generation_boundary(tmp_path):
-    config = tiny_meta(generations=2, save_every=5)
-    asked = []
-    # Asked before each generation: the second time, after generation 1.
-    stop = lambda: asked.append(1) or len(asked) > 1  # noqa: E731
-    result = meta_train(config, tmp_path, stop=stop)
-    assert result == {
-        "interrupted": True,
-        "generation": 1,
-        "checkpoint": str(checkpoint.checkpoint_path(tmp_path, 1)),
-    }
-    assert not (tmp_path / "optimizer.npy").exists()
-    assert not (tmp_path / "summary.json").exists()
-    assert checkpoint.resume_generation(tmp_path) == 1
-    summary = meta_train(config, tmp_path, resume=True)
-    assert summary["generations"] == 2
-    assert [r["generation"] for r in read_metrics(tmp_path)] == [0, 1, 2]
-
-
 def _wait_for(predicate, timeout=300.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -432,9 +432,27 @@ def _meta_setup(args: MetaTrain):
         moved = set_aside(out) if args.overwrite else None
         if moved is not None:
             print(f"lopt meta-train: the old run's files moved to {moved}")
+        _keep_tuned(args.tuned or (), out)
         return config, out
     except ValueError as err:
         _fail(str(err))
+
+
+#: Where a meta-training run keeps copies of its --tuned files, one per task.
+TUNED_DIR = "tuned"
+
+
+def _keep_tuned(paths, out: Path) -> None:
+    """Copies the tuned files into the run (``out/tuned/<env>.json``), so that a
+    resumed run, which takes no --tuned, ends with the same comparison."""
+    import shutil
+
+    from lopt.configs.tuned import read_tuned
+    from lopt.runs.evaluation import slug
+
+    for path in paths:
+        (out / TUNED_DIR).mkdir(exist_ok=True)
+        shutil.copyfile(path, out / TUNED_DIR / f"{slug(read_tuned(path).env)}.json")
 
 
 def _shared_meta_setup(args: MetaTrain):
@@ -760,8 +778,9 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
 
 
 def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, command):
-    """``lopt eval`` of the new optimizer against each task's tuned baseline (a
-    ``--tuned`` file, or one shipped for the task's preset and budget) on the
+    """``lopt eval`` of the new optimizer against each task's tuned baseline (the
+    run's copy of its ``--tuned`` file, or one shipped for the task's preset and
+    budget) on the
     held-out seeds; prints IQM with 95% intervals and P(learned > tuned).
 
     The reports go to ``out/comparison/<env>`` (``<env>-gen<N>`` when a resumed
@@ -772,7 +791,7 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
     from lopt.configs.tuned import builtin_tuned, read_tuned
     from lopt.runs.evaluation import slug
 
-    given = {read_tuned(p).env: p for p in args.tuned or ()}
+    given = {read_tuned(p).env: p for p in (out / TUNED_DIR).glob("*.json")}
     for task in config.tasks:
         inner, variant = task.config, task.preset or "default"
         path = given.get(inner.env) or builtin_tuned(inner, variant)
