@@ -16,7 +16,7 @@ Scales:
   64, 500 generations); 64 held-out seeds. Meant for GPUs.
 - ``cpu``: lopt meta-train's cpu preset for each variant (the game's ``small``
   PPO preset, 5e4 frames; population 16, 40 generations), 64 held-out seeds.
-  About an hour and a half on 2 idle CPU cores (README, Studies).
+  54 minutes measured on 2 idle CPU cores (README, Studies).
 - ``smoke``: two generations of four members on two-update runs: seconds.
 """
 
@@ -48,7 +48,7 @@ VARIANTS = {
     "No-Features": ("no-features", ()),
 }
 SEEDS = {"smoke": 2, "cpu": 64, "paper": 64}
-#: ES generations at cpu scale (the cpu preset's 60 take 12 minutes a variant).
+#: ES generations at cpu scale (the cpu preset's; about 7 minutes a variant).
 CPU_GENERATIONS = 40
 
 
