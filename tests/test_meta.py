@@ -189,9 +189,11 @@ def test_a_stopped_run_resumes_bit_identical(tmp_path):
     }
     assert not (tmp_path / "resumed" / "optimizer.npy").exists()
     assert not (tmp_path / "resumed" / "summary.json").exists()
+    assert checkpoint.resume_generation(tmp_path / "resumed") == 2
     # Generation 3 ran and then "the process died" before its checkpoint.
     (tmp_path / "resumed" / "metrics.jsonl").open("a").write('{"generation": 3, "tor')
     resumed = meta_train(config, tmp_path / "resumed", resume=True)
+    assert resumed["generations"] == 4
     a = np.load(tmp_path / "whole" / "optimizer.npy")
     b = np.load(tmp_path / "resumed" / "optimizer.npy")
     assert a.tobytes() == b.tobytes()

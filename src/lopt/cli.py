@@ -450,8 +450,9 @@ def _keep_tuned(paths, out: Path) -> None:
     from lopt.configs.tuned import read_tuned
     from lopt.runs.evaluation import slug
 
-    for path in paths:
+    if paths:
         (out / TUNED_DIR).mkdir(exist_ok=True)
+    for path in paths:
         shutil.copyfile(path, out / TUNED_DIR / f"{slug(read_tuned(path).env)}.json")
 
 
@@ -780,8 +781,8 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
 def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, command):
     """``lopt eval`` of the new optimizer against each task's tuned baseline (the
     run's copy of its ``--tuned`` file, or one shipped for the task's preset and
-    budget) on the
-    held-out seeds; prints IQM with 95% intervals and P(learned > tuned).
+    budget) on the held-out seeds; prints IQM with 95% intervals and
+    P(learned > tuned).
 
     The reports go to ``out/comparison/<env>`` (``<env>-gen<N>`` when a resumed
     run went on past an earlier end, whose comparison stays); tasks without a tuned
