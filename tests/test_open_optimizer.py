@@ -21,49 +21,7 @@ from lopt.optim.noise import normal
 from lopt.optim.open_opt import open_optimizer, open_step
 
 import reference
-from tiny import BREAKOUT
-
-
-def tiny_agent(key):
-    """A continuous actor (with log_std) and a critic, small enough for loops."""
-    shapes = {
-        "actor": {
-            "params": {
-                "Dense_0": {"bias": (4,), "kernel": (3, 4)},
-                "Dense_1": {"bias": (2,), "kernel": (4, 2)},
-                "log_std": (2,),
-            }
-        },
-        "critic": {
-            "params": {
-                "Dense_0": {"bias": (4,), "kernel": (3, 4)},
-                "Dense_1": {"bias": (1,), "kernel": (4, 1)},
-            }
-        },
-    }
-    leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(
-        treedef, [jax.random.normal(k, s) for k, s in zip(keys, leaves, strict=True)]
-    )
-
-
-def tiny_activations(key):
-    k = jax.random.split(key, 4)
-    return {
-        "actor": {
-            "params": {
-                "Dense_0": jnp.abs(jax.random.normal(k[0], (4,))),
-                "Dense_1": jnp.abs(jax.random.normal(k[1], (2,))),
-            }
-        },
-        "critic": {
-            "params": {
-                "Dense_0": jnp.abs(jax.random.normal(k[2], (4,))),
-                "Dense_1": jnp.abs(jax.random.normal(k[3], (1,))),
-            }
-        },
-    }
+from tiny import BREAKOUT, tiny_activations, tiny_agent
 
 
 def random_vector(config, key, scale=0.5):

@@ -3,6 +3,9 @@
 import dataclasses
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+
 from lopt.rl.dqn import DQNConfig
 from lopt.rl.iqn import IQNConfig
 from lopt.rl.ppo import PPOConfig
@@ -127,3 +130,45 @@ def over_seeds_and_learning_rates(config):
     )(keys, lrs)
     assert metrics["return"].shape == (2, 2, config.num_updates)
     return metrics
+
+
+def tiny_agent(key):
+    """A continuous actor (with log_std) and a critic, small enough for loops."""
+    shapes = {
+        "actor": {
+            "params": {
+                "Dense_0": {"bias": (4,), "kernel": (3, 4)},
+                "Dense_1": {"bias": (2,), "kernel": (4, 2)},
+                "log_std": (2,),
+            }
+        },
+        "critic": {
+            "params": {
+                "Dense_0": {"bias": (4,), "kernel": (3, 4)},
+                "Dense_1": {"bias": (1,), "kernel": (4, 1)},
+            }
+        },
+    }
+    leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(
+        treedef, [jax.random.normal(k, s) for k, s in zip(keys, leaves, strict=True)]
+    )
+
+
+def tiny_activations(key):
+    k = jax.random.split(key, 4)
+    return {
+        "actor": {
+            "params": {
+                "Dense_0": jnp.abs(jax.random.normal(k[0], (4,))),
+                "Dense_1": jnp.abs(jax.random.normal(k[1], (2,))),
+            }
+        },
+        "critic": {
+            "params": {
+                "Dense_0": jnp.abs(jax.random.normal(k[2], (4,))),
+                "Dense_1": jnp.abs(jax.random.normal(k[3], (1,))),
+            }
+        },
+    }

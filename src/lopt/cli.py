@@ -378,7 +378,10 @@ class MetaTrain:
     eval_every: int | None = None
     seed: int | None = None
     init_from: str | None = None
-    """start the ES mean from this optimizer file instead of zeros"""
+    """where the ES mean starts: zeros (the paper's start), signum:LR (OPEN stepping
+    -LR * sign(momentum)) or an optimizer file (default: the cpu preset's
+    signum:3e-3 on its own task; zeros with --envs, the other presets, or a
+    learned optimizer the signum start does not fit)"""
     out: Path | None = None
     """run directory (default: runs/meta-train/<preset>-<time>)"""
     resume: Path | None = None
@@ -481,13 +484,16 @@ def _shared_meta_setup(args: MetaTrain):
 
 def _meta_config(args: MetaTrain):
     from lopt.configs.presets import META_PRESETS, task_for
+    from lopt.optim.signum_start import signum_error
 
     if args.name not in META_PRESETS:
         _fail(
             f"unknown meta-training preset {args.name!r}; choose from "
             f"{', '.join(META_PRESETS)}"
         )
-    config = META_PRESETS[args.name]
+    # The preset's start is set back at the end, if it fits what the options give.
+    preset_start = META_PRESETS[args.name].init_from
+    config = dataclasses.replace(META_PRESETS[args.name], init_from=None)
     if args.preset != "default" and not args.envs:
         _fail("--preset applies to --envs (the named presets fix their tasks)")
     if args.algo != "ppo" and not args.envs:
@@ -519,6 +525,14 @@ def _meta_config(args: MetaTrain):
             config, optimizer=dataclasses.replace(config.optimizer, cell=args.cell)
         )
     config = dataclasses.replace(config, optimizer=_learned_config(args, config))
+    # The preset's signum start is for its own task (--envs: zeros, as the paper)
+    # and for OPEN with a GRU cell and momentum features.
+    if preset_start is not None and args.init_from is None and not args.envs:
+        unfit = signum_error(config.optimizer)
+        if unfit is None:
+            config = dataclasses.replace(config, init_from=preset_start)
+        else:
+            print(f"lopt: ES starts from zeros: {unfit}", file=sys.stderr)
     return _with_es_options(config, args)
 
 
@@ -546,6 +560,8 @@ def _with_es_options(config, args: MetaTrain):
         for option, setting in ES_OPTIONS.items()
         if getattr(args, option) is not None
     }
+    if given.get("init_from") == "zeros":
+        given["init_from"] = None
     es = dataclasses.replace(
         config.es, **{k[3:]: v for k, v in given.items() if k.startswith("es.")}
     )

@@ -10,6 +10,7 @@ from lopt import validation
 from lopt.envs.registry import is_host
 from lopt.optim.network import OPENConfig
 from lopt.optim.optim4rl import Optim4RLConfig
+from lopt.optim.signum_start import parse_signum, signum_error
 from lopt.rl.algorithm import AlgorithmConfig
 from lopt.rl.ppo import PPOConfig
 from lopt.rl.registry import ALGORITHMS, algorithm_name, check_name, config_type
@@ -133,7 +134,9 @@ class MetaTrainConfig:
     """the learned optimizer: OPEN, an ablation of it, No-Features
     (OPENConfig.no_features()) or Optim4RL"""
     init_from: str | None = None
-    """a .npy optimizer file to start the ES mean from (default: zeros, as the paper)"""
+    """where the ES mean starts: None for zeros (the paper's start), ``signum:LR``
+    for OPEN stepping ``-LR * sign(momentum)`` (:mod:`lopt.optim.signum_start`),
+    or a .npy optimizer file"""
     seed: int = 0
     save_every: int = 24
     """generations between checkpoints of the whole ES state"""
@@ -170,6 +173,13 @@ class MetaTrainConfig:
                 "--separate-actor-critic needs an actor and a critic (PPO); a "
                 "value-based task has one Q-network"
             )
+        if self.init_from is not None and parse_signum(self.init_from) is not None:
+            error = signum_error(self.optimizer)
+            if error is not None:
+                raise ValueError(
+                    f"--init-from {self.init_from}: {error}; start from zeros "
+                    "(--init-from zeros) or from an optimizer file"
+                )
         for name in ("save_every", "eval_every", "num_eval_seeds"):
             validation.check(name, getattr(self, name), validation.COUNT)
         validation.check("seed", self.seed, validation.SEED)

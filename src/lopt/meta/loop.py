@@ -41,6 +41,7 @@ from lopt.optim.learned import (
     unravel_meta_params,
     zeros_meta_params,
 )
+from lopt.optim.signum_start import parse_signum, signum_start
 from lopt.rl.executor import Executor, member_mesh, seed_keys
 from lopt.serialise import changes, from_dict, to_dict
 from lopt.summary import iqm
@@ -113,6 +114,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
 def _initial_mean(config: MetaTrainConfig) -> Any:
     if config.init_from is None:
         return zeros_meta_params(config.optimizer)
+    lr = parse_signum(config.init_from)
+    if lr is not None:
+        return signum_start(config.optimizer, lr)
     meta, found = load_learned(config.init_from)
     if found != config.optimizer:
         raise ValueError(
@@ -181,7 +185,7 @@ class MetaTrainer:
 
     def init_state(self, mean: Any = None) -> Any:
         """The ES state before generation 0, from ``mean`` (default: the
-        configuration's ``init_from`` file, or zeros)."""
+        configuration's ``init_from``: zeros, the signum start or a file)."""
         key = jax.random.fold_in(self.master_key, INIT_STREAM)
         mean = _initial_mean(self.config) if mean is None else mean
         return strategy.init_state(self.strategy, key, mean)

@@ -775,7 +775,7 @@ def meta_job(
     """A meta-training job: ``base`` (a meta-training preset) with the learned
     optimizer ``optimizer``, ``overrides`` applied to every task's algorithm
     settings and ``--generations`` / ``--population`` to the ES (a smoke run
-    takes :data:`SMOKE_ES`)."""
+    takes :data:`SMOKE_ES`). Every job starts ES from zeros, as the paper."""
     tasks = []
     for task in base.tasks:
         config = replace_settings(task.config, dict(overrides))
@@ -790,6 +790,7 @@ def meta_job(
         tasks=tuple(tasks),
         optimizer=optimizer,
         es=dataclasses.replace(base.es, **es),
+        init_from=None,  # the paper's start, whatever the preset's default
     )
     if options.scale == "smoke":
         config = dataclasses.replace(
