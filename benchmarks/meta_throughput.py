@@ -142,6 +142,8 @@ def run_workers(args, devices: int, processes: int = 1) -> dict:
 
 
 def main() -> None:
+    # Runs take minutes: a log file gets each line as it is printed.
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--total-timesteps", type=int, default=None)

@@ -31,6 +31,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -207,6 +208,8 @@ def ppo_ratios(args, meta, open_config) -> dict:
 
 
 def main() -> None:
+    # Runs take minutes: a log file gets each line as it is printed.
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-timesteps", type=int, default=500_000)
     parser.add_argument("--repeats", type=int, default=3)
