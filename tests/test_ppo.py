@@ -78,6 +78,7 @@ def test_train_is_deterministic_and_vmaps_over_seeds():
     assert batched["return"].shape == (2, TINY.num_updates)
 
 
+@pytest.mark.heavy  # 22 s: three compilations of the same run
 def test_chunked_executor_equals_one_call():
     config = dataclasses.replace(TINY, total_timesteps=4 * 8 * 6)
     assert chunk_size(6, target_chunks=3) == 2

@@ -29,14 +29,17 @@ def _hand_momentum(grads: list[np.ndarray], beta: float) -> np.ndarray:
     return m
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+# The fused step on the default's configuration; the reference on every one.
 @pytest.mark.parametrize(
-    ("config", "lr", "beta"),
+    ("implementation", "config", "lr", "beta"),
     [
-        (dataclasses.replace(OPENConfig.small(), noise=False), 3e-3, 0.9),
-        (OPENConfig.small(), 1e-3, 0.5),  # the noise output stays zero
-        (OPENConfig.large(separate_actor_critic=True), 2e-2, 0.5),
-        (OPENConfig.small(features=("momentum", "gradient")), 5e-4, 0.9),
+        *[
+            (name, dataclasses.replace(OPENConfig.small(), noise=False), 3e-3, 0.9)
+            for name in IMPLEMENTATIONS
+        ],
+        ("reference", OPENConfig.small(), 1e-3, 0.5),  # the noise output stays 0
+        ("reference", OPENConfig.large(separate_actor_critic=True), 2e-2, 0.5),
+        ("reference", OPENConfig.small(features=("momentum", "gradient")), 5e-4, 0.9),
     ],
 )
 def test_the_update_is_lr_times_the_momentums_sign(implementation, config, lr, beta):
