@@ -89,7 +89,7 @@ def _one_set(config: OPENConfig, lr: float, beta: float) -> MetaParams:
     mlp["layers_3"]["kernel"][:2, :2] = ((1.0, -1.0), (-1.0, 1.0))
     for norm in ("layers_1", "layers_4"):
         mlp[norm]["scale"][:] = 1.0
-    # After the second layer the two active units are sqrt(H / 2) each.
+    # After the second layer one of the two units is sqrt(H / 2), the other 0.
     weight = lr / config.step_mult / np.sqrt(config.hidden_size / 2)
     mlp["layers_6"]["kernel"][:2, 0] = (weight, -weight)
     return jax.tree.map(jnp.asarray, m)
