@@ -323,3 +323,8 @@ def test_a_tuned_file_is_an_optimizer(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--optimizers", f"tuned:{tuned}", "--out", str(tmp_path / "y")])
     assert "tuned on the small preset" in capsys.readouterr().err
+    # Two optimizers under one name would overwrite each other's curves: refused.
+    with pytest.raises(SystemExit):
+        main(["eval", "--optimizers", "adam,adam", "--out", str(tmp_path / "z")])
+    assert "share the name adam" in capsys.readouterr().err
+    assert not (tmp_path / "z" / "config.json").exists()

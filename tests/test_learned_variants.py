@@ -389,6 +389,19 @@ def test_save_load_keeps_the_variant(tmp_path, config):
             from_spec(f"optim4rl:{path}")
 
 
+def test_meta_train_outputs_are_named_by_their_run(tmp_path):
+    """Every ``lopt meta-train`` run writes ``optimizer.npy``: two runs' files must
+    not share a name in one evaluation's tables."""
+    config = OPENConfig.small()
+    names = []
+    for run in ("seed-0", "seed-1"):
+        path = save_learned(
+            tmp_path / run / "optimizer.npy", _random_meta(config), config
+        )
+        names.append(from_spec(f"learned:{path}").name)
+    assert names == [f"{config.variant}:seed-0", f"{config.variant}:seed-1"]
+
+
 def test_a_bad_sidecar_is_a_clear_error(tmp_path):
     config = make_config("optim4rl")
     path = save_learned(tmp_path / "opt.npy", optim4rl_zeros(config), config)
@@ -558,7 +571,7 @@ def test_meta_train_cli_then_train(tmp_path, capsys, args, variant, spec):
         ]
     )
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
-    assert summary["optimizer"] == f"{variant}:optimizer"
+    assert summary["optimizer"] == f"{variant}:{out.name}"  # named by its run
     assert np.isfinite(summary["final_returns"]).all()
 
 

@@ -83,10 +83,7 @@ def from_spec(
                 "to set (hyperparameters apply to adam, rmsprop, lion and sgd)"
             )
         if name == "velo":
-            where = Path(path)
-            # The released file is <checkpoint name>/params: name it by its folder.
-            label = where.parent.name if where.name == "params" else where.stem
-            optimizer = velo_family(load_velo(path), name=f"velo:{label}")
+            optimizer = velo_family(load_velo(path), name=f"velo:{file_label(path)}")
             return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")
         meta_params, config = load_learned(path)
         if not isinstance(config, LEARNED_PREFIXES[name]):
@@ -98,12 +95,21 @@ def from_spec(
         optimizer = learned_family(
             meta_params,
             config,
-            name=f"{config.variant}:{Path(path).stem}",
+            name=f"{config.variant}:{file_label(path)}",
             track_noise=track_noise,
             **({} if noise_mask is None else {"noise_mask": noise_mask}),
         )
         return _with_spec(optimizer, f"{name}:{Path(path).resolve()}")
     raise OptimizerSpecError(f"unknown optimizer {spec!r}; choose from {known_specs()}")
+
+
+def file_label(path: str) -> str:
+    """An optimizer file's name in tables: its stem, or its folder's name for the
+    files every run of a kind writes under one name (VeLO's ``<checkpoint>/params``,
+    ``lopt meta-train``'s ``<run>/optimizer.npy``), so two runs' files differ."""
+    where = Path(path)
+    generic = where.name == "params" or where.stem == "optimizer"
+    return where.parent.resolve().name if generic else where.stem
 
 
 def _with_spec(optimizer: Optimizer, spec: str) -> Optimizer:

@@ -267,8 +267,12 @@ def run_evaluation(
         for task, task_config in variants:
             pairs += [(task, task_config, optimizer) for optimizer in optimizers]
     names = [o.name for _, _, o in pairs[: len(optimizer_specs)]]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two optimizers share a name: {names}; rename a file")
+    shared = sorted({n for n in names if names.count(n) > 1})
+    if shared:
+        raise ValueError(
+            f"two optimizers share the name {', '.join(shared)}: copy one of their "
+            "files to another name (tables and curves are keyed by name)"
+        )
     write_json(
         Path(out) / "config.json",
         {
