@@ -12,7 +12,7 @@ from lopt.analysis.stats import bootstrap_interval, probability_of_improvement
 from lopt.atomic import write_json
 from lopt.cli import main
 from lopt.runs.evaluation import curves_path
-from lopt.studies import STUDIES, make_plan
+from lopt.studies import STUDIES, deepsea, make_plan
 from lopt.studies import claims as c
 from lopt.studies.common import Options, StudyError
 
@@ -85,6 +85,24 @@ def test_the_trend_rule_on_made_up_scores():
     assert c.above(est, 0.0) == c.HOLDS
     flat = bootstrap_interval(slope, plain + 1.0, plain, reps=300)
     assert c.above(flat, 0.0) == c.INCONCLUSIVE  # exactly 0: the interval holds it
+
+
+def test_a_gain_that_only_stops_being_a_loss_is_no_growing_gain():
+    # Deep Sea at cpu scale: noise costs on size 8, nothing solves 16-32, so the
+    # gain's slope is positive although noise helps nowhere.
+    x = np.array([8.0, 16.0, 24.0, 32.0])
+    slope = {"point": 1e-3, "low": 5e-4, "high": 2e-3}
+    claim = c.exceeds("gain grows", "§5.5", "slope", slope, 0.0)
+    assert claim.verdict == c.HOLDS
+    loss = {"point": -0.3, "low": -0.5, "high": -0.1}
+    level = {"point": 0.0, "low": -0.01, "high": 0.01}
+    qualified = deepsea.gain_grows(claim, x, [loss, level, level, level])
+    assert qualified.verdict == c.INCONCLUSIVE
+    assert "no size shows a gain" in qualified.note and "size 16" in qualified.note
+    gain = {"point": 0.4, "low": 0.2, "high": 0.6}
+    assert deepsea.gain_grows(claim, x, [level, level, gain, gain]) == claim
+    failing = c.exceeds("gain grows", "§5.5", "slope", {**slope, "low": -1.0}, 0.0)
+    assert deepsea.gain_grows(failing, x, [loss] * 4) == failing
 
 
 @needs_released

@@ -126,6 +126,23 @@ def _gain_slope(x: np.ndarray):
     return gain
 
 
+def gain_grows(claim: c.Claim, x: np.ndarray, gains: list[dict]) -> c.Claim:
+    """``claim`` (a positive slope of the gain against size) qualified by the gain
+    itself: a slope that rises from a loss to no difference (noise hurts on small
+    sizes, nothing solves the large ones) is no gain that grows, so unless some
+    size's gain interval (``gains``, one per size ``x``) lies above 0 a holding
+    slope is inconclusive, with why."""
+    if claim.verdict != c.HOLDS or any(g["low"] > 0 for g in gains):
+        return claim
+    best = max(range(len(x)), key=lambda i: gains[i]["point"])
+    why = (
+        "no size shows a gain from noise (every gain's interval reaches 0 or below; "
+        f"the largest, {c.format_estimate(gains[best])}, at size {x[best]:g}): the "
+        "slope measures a loss shrinking, not a gain growing"
+    )
+    return dataclasses.replace(claim, verdict=c.INCONCLUSIVE, note=why)
+
+
 def _noise(results: common.Results, tasks: list[str]) -> dict[str, np.ndarray]:
     """Mean learned-noise magnitude over training per run: label -> (seeds, sizes)."""
     means = common.run_means(results.curves["sizes"], "noise_magnitude")
@@ -141,20 +158,20 @@ def claims(plan: common.Plan, results: common.Results) -> list[c.Claim]:
     summary = results.parts["sizes"]
     reps, seed = plan.options.reps, plan.options.seed
     tasks, x = _sizes(summary)
+    _, gains, _ = _per_size(plan, results)
     out = []
     for kind, (noisy, plain) in GAINS.items():
         scores = [c.final_scores(summary, name, tasks) for name in (noisy, plain)]
         slope = bootstrap_interval(_gain_slope(x), *scores, reps=reps, seed=seed)
-        out.append(
-            c.exceeds(
-                f"the IQM gain from learned noise grows with Deep Sea's size ({kind} "
-                "meta-parameters)",
-                SOURCE,
-                f"slope of IQM({noisy}) - IQM({plain}) per unit of size",
-                slope,
-                0.0,
-            )
+        claim = c.exceeds(
+            f"the IQM gain from learned noise grows with Deep Sea's size ({kind} "
+            "meta-parameters)",
+            SOURCE,
+            f"slope of IQM({noisy}) - IQM({plain}) per unit of size",
+            slope,
+            0.0,
         )
+        out.append(gain_grows(claim, x, gains[f"{noisy} - {plain}"]))
     noise = _noise(results, tasks)
     for label in NOISY:
         slope = bootstrap_interval(
