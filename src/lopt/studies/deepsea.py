@@ -158,7 +158,7 @@ def claims(plan: common.Plan, results: common.Results) -> list[c.Claim]:
     summary = results.parts["sizes"]
     reps, seed = plan.options.reps, plan.options.seed
     tasks, x = _sizes(summary)
-    _, gains, _ = _per_size(plan, results)
+    gains = _gains(plan, results)
     out = []
     for kind, (noisy, plain) in GAINS.items():
         scores = [c.final_scores(summary, name, tasks) for name in (noisy, plain)]
@@ -208,12 +208,12 @@ def claims(plan: common.Plan, results: common.Results) -> list[c.Claim]:
     return out
 
 
-def _per_size(
-    plan: common.Plan, results: common.Results
-) -> tuple[np.ndarray, dict, dict]:
+def _gains(plan: common.Plan, results: common.Results) -> dict[str, list[dict]]:
+    """Per size, the IQM gain from noise with its interval: "noisy - plain" ->
+    one estimate per size."""
     summary = results.parts["sizes"]
     reps, seed = plan.options.reps, plan.options.seed
-    tasks, x = _sizes(summary)
+    tasks, _ = _sizes(summary)
     gains = {}
     for noisy, plain in GAINS.values():
         a = c.final_scores(summary, noisy, tasks)
@@ -228,14 +228,30 @@ def _per_size(
             )
             for i in range(len(tasks))
         ]
-    noise = {
+    return gains
+
+
+def _noise_per_size(
+    plan: common.Plan, results: common.Results
+) -> dict[str, list[dict]]:
+    """Per size, the mean learned-noise magnitude with its interval: label -> one
+    estimate per size."""
+    reps, seed = plan.options.reps, plan.options.seed
+    tasks, _ = _sizes(results.parts["sizes"])
+    return {
         label: [
             bootstrap_interval(np.mean, v[:, [i]], reps=reps, seed=seed)
             for i in range(len(tasks))
         ]
         for label, v in _noise(results, tasks).items()
     }
-    return x, gains, noise
+
+
+def _per_size(
+    plan: common.Plan, results: common.Results
+) -> tuple[np.ndarray, dict, dict]:
+    _, x = _sizes(results.parts["sizes"])
+    return x, _gains(plan, results), _noise_per_size(plan, results)
 
 
 def figures(plan: common.Plan, results: common.Results, out) -> list:
