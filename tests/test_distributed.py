@@ -48,7 +48,9 @@ def _env(devices: int = 1) -> dict:
         **os.environ,
         # Prepended: the subprocesses must import the lopt under test.
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        # After the tests' own flags (conftest.py): a later flag wins.
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+        f"--xla_force_host_platform_device_count={devices}",
     }
 
 

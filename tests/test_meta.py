@@ -157,7 +157,9 @@ def test_two_host_devices_give_the_same_fitness_as_one(tmp_path):
     for count in (1, 2):
         env = {
             **os.environ,
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
+            # After the tests' own flags (conftest.py): a later flag wins.
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+            f"--xla_force_host_platform_device_count={count}",
             "PYTHONPATH": os.path.dirname(__file__),
         }
         out = subprocess.run(
@@ -326,6 +328,33 @@ def test_gridworld_meta_training_is_antithetic():
     assert float(np.sum(result["fitness"])) == 2.0  # one "better" per pair
     with pytest.raises(ValueError, match="single task and --strategy open-es"):
         dataclasses.replace(config, es=ESConfig(population_size=4, strategy="ga"))
+
+
+def test_antithetic_tasks_option_sets_the_task_and_is_checked():
+    from lopt.cli import MetaTrain, _meta_config
+
+    assert not _meta_config(MetaTrain()).tasks[0].antithetic_tasks
+    assert _meta_config(MetaTrain(antithetic_tasks=True)).tasks[0].antithetic_tasks
+    gridworld = MetaTrain(envs=("gridworld",), preset="small")
+    assert _meta_config(gridworld).tasks[0].antithetic_tasks
+    off = dataclasses.replace(gridworld, antithetic_tasks=False)
+    assert not _meta_config(off).tasks[0].antithetic_tasks
+    two = MetaTrain(envs=("breakout", "asterix"), antithetic_tasks=True)
+    with pytest.raises(ValueError, match="needs a single task"):
+        _meta_config(two)
+
+
+def test_learning_rate_warm_up_by_hand():
+    es = ESConfig(lr=0.1, lr_decay=0.5, lr_limit=0.0, lr_warmup=3)
+    # lr * decay**g * min(1, (g + 1) / 4)
+    expected = [0.1 * 0.25, 0.05 * 0.5, 0.025 * 0.75, 0.0125, 0.00625]
+    got = [float(strategy.lr_schedule(es)(g)) for g in range(5)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    plain = dataclasses.replace(es, lr_warmup=0)
+    got = [float(strategy.lr_schedule(plain)(g)) for g in range(3)]
+    np.testing.assert_allclose(got, [0.1, 0.05, 0.025], rtol=1e-6)
+    with pytest.raises(ValueError, match="lr_warmup must be a whole number >= 0"):
+        ESConfig(lr_warmup=-1)
 
 
 @pytest.mark.heavy

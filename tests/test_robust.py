@@ -123,6 +123,7 @@ def test_meta_training_options_out_of_range():
         ("lr", float("nan")),
         ("sigma_decay", 1.5),
         ("lr_decay", 0.0),
+        ("lr_warmup", -1),
         ("population", 3),
         ("generations", 0),
         ("optim4rl_lr", float("nan")),

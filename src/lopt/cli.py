@@ -370,10 +370,15 @@ class MetaTrain:
     generations: int | None = None
     rollouts: int | None = None
     """inner runs per member per generation (seeds shared by all members)"""
+    antithetic_tasks: bool | None = None
+    """each antithetic pair gets its own inner-run seeds and fitness is pairwise
+    (OPEN §4.3; the gridworld's default); otherwise every member shares them"""
     sigma: float | None = None
     sigma_decay: float | None = None
     lr: float | None = None
     lr_decay: float | None = None
+    lr_warmup: int | None = None
+    """generations over which ES's learning rate rises linearly to --lr"""
     save_every: int | None = None
     eval_every: int | None = None
     seed: int | None = None
@@ -515,6 +520,14 @@ def _meta_config(args: MetaTrain):
                 for t in config.tasks
             ),
         )
+    if args.antithetic_tasks is not None:
+        config = dataclasses.replace(
+            config,
+            tasks=tuple(
+                dataclasses.replace(t, antithetic_tasks=args.antithetic_tasks)
+                for t in config.tasks
+            ),
+        )
     # After --total-timesteps: a tuned file's budget is checked against the run's.
     if args.tuned:
         config = dataclasses.replace(
@@ -546,6 +559,7 @@ ES_OPTIONS = {
     "sigma_decay": "es.sigma_decay",
     "lr": "es.lr",
     "lr_decay": "es.lr_decay",
+    "lr_warmup": "es.lr_warmup",
     "save_every": "save_every",
     "eval_every": "eval_every",
     "seed": "seed",

@@ -100,6 +100,7 @@ FLOOR = Range(low=0, example="0")
 BETA = Range(low=0, high=1, high_open=True, example="0.9")
 """a moment's decay (Adam's and Lion's betas, RMSprop's decay)"""
 COUNT = Range(low=1, integer=True, example="1")
+NON_NEGATIVE = Range(low=0, integer=True, example="0")
 POPULATION = Range(low=2, integer=True, even=True, example="16")
 """antithetic pairs: an even population"""
 SEED = Range(low=0, high=SEED_LIMIT - 1, integer=True, example="0")
@@ -117,6 +118,7 @@ OPTION_RANGES: dict[str, Range] = {
     "sigma": SIGMA,
     "sigma_decay": DECAY,
     "lr_decay": DECAY,
+    "lr_warmup": NON_NEGATIVE,
     "population": POPULATION,
     "generations": COUNT,
     "rollouts": COUNT,

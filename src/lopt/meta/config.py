@@ -95,6 +95,10 @@ class ESConfig:
     lr: float = 0.03
     """initial learning rate of Adam on the ES mean"""
     lr_decay: float = 0.999
+    lr_warmup: int = 0
+    """generations over which the learning rate rises linearly to its full value
+    (Adam's first steps move every coordinate by the whole learning rate, however
+    noisy its gradient estimate); 0: none, the paper's"""
     lr_limit: float = 0.001
     """floor of the learning rate (evosax 0.1's default)"""
 
@@ -118,6 +122,7 @@ ES_RANGES = {
     "sigma_limit": validation.FLOOR,
     "lr": validation.LEARNING_RATE,
     "lr_decay": validation.DECAY,
+    "lr_warmup": validation.NON_NEGATIVE,
     "lr_limit": validation.FLOOR,
 }
 

@@ -35,8 +35,14 @@ def sigma_schedule(es: ESConfig) -> optax.Schedule:
 
 
 def lr_schedule(es: ESConfig) -> optax.Schedule:
-    """Adam's learning rate on the mean at generation g (decayed like sigma)."""
-    return _decay(es.lr, es.lr_decay, es.lr_limit)
+    """Adam's learning rate on the mean at generation g:
+    ``max(lr * lr_decay**g, lr_limit)``, times ``min(1, (g + 1) / (lr_warmup + 1))``
+    during the warm-up."""
+    decay = _decay(es.lr, es.lr_decay, es.lr_limit)
+    if es.lr_warmup == 0:
+        return decay
+    ramp = es.lr_warmup + 1
+    return lambda g: decay(g) * jnp.minimum(1.0, (g + 1) / ramp)
 
 
 def make_strategy(es: ESConfig, solution: Any, shaped_outside: bool = False):
