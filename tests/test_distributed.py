@@ -25,6 +25,8 @@ from distributed_worker import ROW_KEY, ROWS, row_function
 from lopt import distributed
 from lopt.serialise import to_dict
 
+from tiny import host_devices_flags
+
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "distributed_worker.py"
 #: Wall-clock limit on any process of these tests (the machine may be loaded).
@@ -48,9 +50,7 @@ def _env(devices: int = 1) -> dict:
         **os.environ,
         # Prepended: the subprocesses must import the lopt under test.
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        # After the tests' own flags (conftest.py): a later flag wins.
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
-        f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": host_devices_flags(devices),
     }
 
 

@@ -22,7 +22,7 @@ from lopt.optim.files import load_open
 from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
 from lopt.rl.executor import MemberShardingError, member_mesh
 
-from tiny import tiny_ppo
+from tiny import host_devices_flags, tiny_ppo
 
 
 def tiny_config(**settings) -> MetaTrainConfig:
@@ -157,9 +157,7 @@ def test_two_host_devices_give_the_same_fitness_as_one(tmp_path):
     for count in (1, 2):
         env = {
             **os.environ,
-            # After the tests' own flags (conftest.py): a later flag wins.
-            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
-            f"--xla_force_host_platform_device_count={count}",
+            "XLA_FLAGS": host_devices_flags(count),
             "PYTHONPATH": os.path.dirname(__file__),
         }
         out = subprocess.run(

@@ -1,6 +1,7 @@
 """Tiny settings shared by the tests: runs that compile and finish in seconds."""
 
 import dataclasses
+import os
 from pathlib import Path
 
 import jax
@@ -10,6 +11,14 @@ from lopt.rl.dqn import DQNConfig
 from lopt.rl.iqn import IQNConfig
 from lopt.rl.ppo import PPOConfig
 from lopt.rl.pqn import PQNConfig
+
+
+def host_devices_flags(count: int) -> str:
+    """XLA_FLAGS for a subprocess with ``count`` host devices, after the tests'
+    own flags (conftest.py; a later flag wins)."""
+    own = os.environ.get("XLA_FLAGS", "")
+    return f"{own} --xla_force_host_platform_device_count={count}"
+
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PRETRAINED = SHARED / "pretrained"

@@ -487,6 +487,11 @@ def _shared_meta_setup(args: MetaTrain):
     return config, out
 
 
+def _each_task(config, change):
+    """``config`` with ``change`` (TaskConfig -> TaskConfig) applied to every task."""
+    return dataclasses.replace(config, tasks=tuple(change(t) for t in config.tasks))
+
+
 def _meta_config(args: MetaTrain):
     from lopt.configs.presets import META_PRESETS, task_for
     from lopt.optim.signum_start import signum_error
@@ -508,25 +513,19 @@ def _meta_config(args: MetaTrain):
         optimizer = OPENConfig.large() if len(tasks) > 1 else OPENConfig.small()
         config = dataclasses.replace(config, tasks=tasks, optimizer=optimizer)
     if args.total_timesteps is not None:
-        config = dataclasses.replace(
+        config = _each_task(
             config,
-            tasks=tuple(
-                dataclasses.replace(
-                    t,
-                    config=dataclasses.replace(
-                        t.config, total_timesteps=args.total_timesteps
-                    ),
-                )
-                for t in config.tasks
+            lambda t: dataclasses.replace(
+                t,
+                config=dataclasses.replace(
+                    t.config, total_timesteps=args.total_timesteps
+                ),
             ),
         )
     if args.antithetic_tasks is not None:
-        config = dataclasses.replace(
+        config = _each_task(
             config,
-            tasks=tuple(
-                dataclasses.replace(t, antithetic_tasks=args.antithetic_tasks)
-                for t in config.tasks
-            ),
+            lambda t: dataclasses.replace(t, antithetic_tasks=args.antithetic_tasks),
         )
     # After --total-timesteps: a tuned file's budget is checked against the run's.
     if args.tuned:

@@ -163,7 +163,8 @@ class MetaTrainConfig:
         ):
             raise ValueError(
                 f"{envs[0] if len(envs) == 1 else envs}: antithetic task sampling "
-                "(the gridworld) needs a single task and --strategy open-es"
+                "(--antithetic-tasks; the gridworld's default) needs a single task "
+                "and --strategy open-es"
             )
         hosted = [env for env in envs if is_host(env)]
         if hosted:
