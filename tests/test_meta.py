@@ -355,6 +355,98 @@ def test_learning_rate_warm_up_by_hand():
         ESConfig(lr_warmup=-1)
 
 
+def test_probes_continue_the_best_as_its_own_run(tmp_path, monkeypatch):
+    """Two probes run a generation each; the one with the better held-out score
+    (here, by construction, the second) continues, and the run ends bit for bit
+    as the plain run of its seed."""
+    es = dataclasses.replace(
+        tiny_config().es, num_generations=3, probes=2, probe_generations=1
+    )
+    config = dataclasses.replace(tiny_config(seed=5, eval_every=3), es=es)
+    assert config.probe_seeds == (5, 1005)
+
+    # Tiny runs score alike; the held-out return is made to favour seed 1005.
+    def heldout(self, meta_params):
+        favoured = jax.random.key_data(jax.random.key(1005))
+        score = 2.0 if (jax.random.key_data(self.master_key) == favoured).all() else 1.0
+        env = self.config.tasks[0].config.env
+        return {env: {"mean": score, "iqm": score, "returns": [score], "non_finite": 0}}
+
+    monkeypatch.setattr(MetaTrainer, "evaluate_heldout", heldout)
+    run = tmp_path / "probes"
+    summary = meta_train(config, run)
+    choice = json.loads((run / "probes.json").read_text())
+    assert choice == {
+        "generations": 1,
+        "heldout_score": {"5": 1.0, "1005": 2.0},
+        "chosen_seed": 1005,
+    }
+    assert summary["probes"] == choice
+    for seed in config.probe_seeds:
+        probe = json.loads(
+            (run / "probes" / f"seed{seed}" / "summary.json").read_text()
+        )
+        assert probe["generations"] == 1
+    plain = dataclasses.replace(
+        config, seed=1005, es=dataclasses.replace(es, probes=1, probe_generations=0)
+    )
+    meta_train(plain, tmp_path / "alone")
+    a = np.load(run / "optimizer.npy")
+    assert a.tobytes() == np.load(tmp_path / "alone" / "optimizer.npy").tobytes()
+    start = checkpoint.checkpoint_path(run, 1).read_bytes()
+    assert (
+        start == checkpoint.checkpoint_path(run / "probes" / "seed1005", 1).read_bytes()
+    )
+    records = read_metrics(run)
+    assert [r["generation"] for r in records] == [0, 1, 2, 3]
+    walls = [r["wall_time_s"] for r in records]
+    assert walls == sorted(walls)
+
+
+def test_probes_resume_from_any_stop(tmp_path):
+    """Stopped inside the second probe, and again after the choice, a run with
+    probes resumes to the same optimizer as one that never stopped."""
+    es = dataclasses.replace(
+        tiny_config().es, num_generations=4, probes=2, probe_generations=2
+    )
+    config = dataclasses.replace(tiny_config(eval_every=2), es=es)
+    whole = meta_train(config, tmp_path / "whole")
+    run = tmp_path / "stopped"
+    for stop_at in (3, 2):
+        asked = []
+        stop = lambda: asked.append(1) or len(asked) > stop_at  # noqa: E731
+        stopped = meta_train(config, run, stop=stop, resume=run.exists())
+        assert stopped["interrupted"]
+    # First after 2 generations of probe 0 and 1 of probe 1000; then 2 more.
+    assert checkpoint.resume_generation(run / "probes" / "seed1000") == 2
+    assert checkpoint.resume_generation(run) == 3
+    resumed = meta_train(config, run, resume=True)
+    assert resumed["heldout"] == whole["heldout"]
+    a = np.load(tmp_path / "whole" / "optimizer.npy")
+    assert a.tobytes() == np.load(run / "optimizer.npy").tobytes()
+    assert [r["generation"] for r in read_metrics(run)] == [0, 1, 2, 3, 4]
+
+
+def test_probe_settings_are_checked():
+    from lopt.cli import MetaTrain, _meta_config
+
+    with pytest.raises(ValueError, match="--probe-generations between 1 and"):
+        ESConfig(num_generations=10, probes=3, probe_generations=0)
+    with pytest.raises(ValueError, match="--probe-generations between 1 and"):
+        ESConfig(num_generations=10, probes=3, probe_generations=10)
+    with pytest.raises(ValueError, match="probes must be a whole number >= 1"):
+        ESConfig(probes=0)
+    with pytest.raises(ValueError, match="past the last seed"):
+        dataclasses.replace(
+            tiny_config(seed=2**32 - 500),
+            es=ESConfig(num_generations=4, probes=2, probe_generations=1),
+        )
+    config = _meta_config(MetaTrain(probes=3, probe_generations=5))
+    assert config.probe_seeds == (0, 1000, 2000)
+    assert config.probe(1000).es.num_generations == 5
+    assert config.probe(1000).es.probes == 1
+
+
 @pytest.mark.heavy
 def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
     """With a tuned baseline for its task, meta-training ends with lopt eval's

@@ -379,6 +379,12 @@ class MetaTrain:
     lr_decay: float | None = None
     lr_warmup: int | None = None
     """generations over which ES's learning rate rises linearly to --lr"""
+    probes: int | None = None
+    """independent ES runs (seeds --seed, --seed + 1000, ...) started side by side;
+    after --probe-generations the one best on the held-out seeds continues (1:
+    none)"""
+    probe_generations: int | None = None
+    """generations each probe runs before the best continues"""
     save_every: int | None = None
     eval_every: int | None = None
     seed: int | None = None
@@ -559,6 +565,8 @@ ES_OPTIONS = {
     "lr": "es.lr",
     "lr_decay": "es.lr_decay",
     "lr_warmup": "es.lr_warmup",
+    "probes": "es.probes",
+    "probe_generations": "es.probe_generations",
     "save_every": "save_every",
     "eval_every": "eval_every",
     "seed": "seed",
@@ -684,8 +692,13 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     from tqdm.auto import tqdm
 
     from lopt.analysis.plots import plot_meta_training
-    from lopt.meta.checkpoint import resume_generation
-    from lopt.meta.loop import MetaTrainingDivergedError, meta_train, read_metrics
+    from lopt.meta.loop import (
+        MetaTrainingDivergedError,
+        generations_done,
+        meta_train,
+        read_metrics,
+        total_generations,
+    )
     from lopt.runs.records import versions
     from lopt.runs.tracking import check_kinds, scalars
     from lopt.serialise import to_dict
@@ -716,15 +729,22 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         f"{es.strategy}, population {es.population_size}, {es.num_generations} "
         f"generations -> {out}"
     )
-    start = resume_generation(out) if args.resume and writer else 0
+    start = generations_done(out, config) if args.resume and writer else 0
     trackers = _open_trackers(
         args.log if writer else (),
         out,
         out.name,
         {"command": command, **to_dict(config)},
     )
+    if es.probes > 1:
+        print(
+            f"{es.probes} probes (ES seeds {', '.join(map(str, config.probe_seeds))}) "
+            f"run {es.probe_generations} generation"
+            f"{'s' if es.probe_generations > 1 else ''} each; the best on the held-out "
+            "seeds continues"
+        )
     bar = tqdm(
-        total=es.num_generations,
+        total=total_generations(config),
         initial=start,
         desc="meta-training",
         unit="gen",
@@ -742,8 +762,13 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
         if "heldout" in record:
             means = [v["mean"] for v in record["heldout"].values()]
             postfix["held-out"] = "/".join(f"{m:.3g}" for m in means)
+        if "probe_seed" in record:
+            postfix["probe"] = record["probe_seed"]
         bar.set_postfix(postfix)
-        trackers.log(scalars(record), record["generation"], "generation")
+        # Trackers follow the run's own generations (a probe's restart from 0
+        # would step back).
+        if "probe_seed" not in record:
+            trackers.log(scalars(record), record["generation"], "generation")
 
     stopping = "stopping at the end of this generation, with a checkpoint there"
     try:
@@ -782,8 +807,14 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
     trackers.close()
     if summary.get("interrupted"):
         where = summary["checkpoint"] or "none yet (it starts again from generation 0)"
+        probe = summary.get("probe_seed")
+        of = (
+            f"{es.num_generations}"
+            if probe is None
+            else f"probe {probe}'s {es.probe_generations}"
+        )
         stop.exit(
-            f"{summary['generation']} of {es.num_generations} generations done; "
+            f"{summary['generation']} of {of} generations done; "
             f"checkpoint: {where}. Resume with: lopt meta-train --resume {out}"
         )
     rows = []
@@ -796,6 +827,15 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
                 "final mean": _number(result["mean"]),
                 "final iqm": _number(result["iqm"]),
             }
+        )
+    probes = summary.get("probes")
+    if probes:
+        scores = ", ".join(
+            f"{seed} {score:.3g}" for seed, score in probes["heldout_score"].items()
+        )
+        print(
+            f"probes' held-out score after {probes['generations']} generations: "
+            f"{scores}; continued: {probes['chosen_seed']}"
         )
     print(f"held-out return ({config.num_eval_seeds} seeds):")
     _print_table(rows, ["env", "start mean", "final mean", "final iqm"])

@@ -119,6 +119,8 @@ OPTION_RANGES: dict[str, Range] = {
     "sigma_decay": DECAY,
     "lr_decay": DECAY,
     "lr_warmup": NON_NEGATIVE,
+    "probes": COUNT,
+    "probe_generations": NON_NEGATIVE,
     "population": POPULATION,
     "generations": COUNT,
     "rollouts": COUNT,

@@ -100,6 +100,26 @@ def verify_checkpoint(path: Path, legacy: bool = False) -> str | None:
     return None
 
 
+def copy_checkpoint(source_dir: Path, run_dir: Path, generation: int) -> Path:
+    """Copies ``source_dir``'s verified checkpoint of ``generation`` (and its
+    checksum) into ``run_dir``, atomically.
+
+    Raises:
+      CheckpointError: that checkpoint is missing or damaged.
+    """
+    source = checkpoint_path(source_dir, generation)
+    problem = verify_checkpoint(source)
+    if problem is not None:
+        raise CheckpointError(f"{source}: {problem}")
+    data = source.read_bytes()
+    path = checkpoint_path(run_dir, generation)
+    atomic_write(path, lambda f: f.write(data))
+    atomic_write(
+        _checksum_path(path), lambda f: f.write(_checksum_path(source).read_bytes())
+    )
+    return path
+
+
 def _legacy(run_dir: Path) -> bool:
     """A run from before checksums: no checkpoint has one."""
     return not any(_checksum_path(p).exists() for _, p in checkpoints(run_dir))

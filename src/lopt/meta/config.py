@@ -101,6 +101,12 @@ class ESConfig:
     noisy its gradient estimate); 0: none, the paper's"""
     lr_limit: float = 0.001
     """floor of the learning rate (evosax 0.1's default)"""
+    probes: int = 1
+    """independent ES runs started side by side (ES seeds seed, seed +
+    PROBE_SEED_STRIDE, ...); after ``probe_generations`` each is evaluated on the
+    held-out seeds and the best continues alone; 1: none, the paper's"""
+    probe_generations: int = 0
+    """generations each probe runs before the choice (with probes > 1)"""
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -110,6 +116,13 @@ class ESConfig:
             )
         for name, valid in ES_RANGES.items():
             validation.check(name, getattr(self, name), valid)
+        if self.probes > 1 and not 0 < self.probe_generations < self.num_generations:
+            raise validation.SettingError(
+                f"{self.probes} probes need --probe-generations between 1 and "
+                f"--generations - 1 = {self.num_generations - 1} (the generations "
+                f"each probe runs before the best continues); got "
+                f"{self.probe_generations}"
+            )
 
 
 #: The valid range of each numeric ES setting (:mod:`lopt.validation`).
@@ -124,7 +137,13 @@ ES_RANGES = {
     "lr_decay": validation.DECAY,
     "lr_warmup": validation.NON_NEGATIVE,
     "lr_limit": validation.FLOOR,
+    "probes": validation.COUNT,
+    "probe_generations": validation.NON_NEGATIVE,
 }
+
+#: Probe i of a run with ES seed S runs with ES seed S + i * PROBE_SEED_STRIDE: any
+#: probe is the plain run of that seed, e.g. ``lopt meta-train --seed 1000``.
+PROBE_SEED_STRIDE = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +170,22 @@ class MetaTrainConfig:
     eval_seed_base: int = 1_000_000
     """held-out evaluation seeds are eval_seed_base, eval_seed_base + 1, ...; ES draws
     its own training keys from ``seed`` and never uses these"""
+
+    @property
+    def probe_seeds(self) -> tuple[int, ...]:
+        """The ES seed of each probe; ``(seed,)`` without probes."""
+        return tuple(self.seed + i * PROBE_SEED_STRIDE for i in range(self.es.probes))
+
+    def probe(self, seed: int) -> MetaTrainConfig:
+        """The run of one probe: ES seed ``seed``, ``probe_generations``
+        generations, no probes of its own."""
+        es = dataclasses.replace(
+            self.es,
+            num_generations=self.es.probe_generations,
+            probes=1,
+            probe_generations=0,
+        )
+        return dataclasses.replace(self, es=es, seed=seed)
 
     def __post_init__(self):
         if not self.tasks:
@@ -189,6 +224,13 @@ class MetaTrainConfig:
         for name in ("save_every", "eval_every", "num_eval_seeds"):
             validation.check(name, getattr(self, name), validation.COUNT)
         validation.check("seed", self.seed, validation.SEED)
+        last_probe = self.probe_seeds[-1]
+        if last_probe > validation.SEED_LIMIT - 1:
+            raise validation.SettingError(
+                f"seed {self.seed} with {self.es.probes} probes gives ES seeds up to "
+                f"{last_probe}, past the last seed {validation.SEED_LIMIT - 1}; use "
+                "a smaller --seed"
+            )
         validation.check_seed_span(
             self.eval_seed_base, self.num_eval_seeds, "eval_seed_base"
         )

@@ -12,6 +12,7 @@ and writes the run directory and evaluates on held-out seeds.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -49,6 +50,10 @@ from lopt.summary import iqm
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 OPTIMIZER_FILE = "optimizer.npy"
+SUMMARY_FILE = "summary.json"
+#: With probes: each probe's run is ``probes/seed<S>/``, the choice ``probes.json``.
+PROBES_DIR = "probes"
+PROBES_FILE = "probes.json"
 #: Generation g draws its keys from fold_in(key(seed), g); the initial state from this.
 INIT_STREAM = 2**31 - 1
 
@@ -182,6 +187,14 @@ class MetaTrainer:
                 t.config.num_updates * t.config.frames_per_update for t in config.tasks
             )
         )
+
+    def reseeded(self, config: MetaTrainConfig, seed: int) -> MetaTrainer:
+        """This trainer (its compiled evaluations) for ``config``, a run of the
+        same tasks, population and optimizer, drawing from ES seed ``seed``."""
+        trainer = copy.copy(self)
+        trainer.config = config
+        trainer.master_key = jax.random.key(seed)
+        return trainer
 
     def init_state(self, mean: Any = None) -> Any:
         """The ES state before generation 0, from ``mean`` (default: the
@@ -322,6 +335,117 @@ def _append_metrics(run_dir: Path, record: dict) -> None:
         f.flush()
 
 
+def probe_dir(run_dir: Path, seed: int) -> Path:
+    """The run directory of the probe with ES seed ``seed``."""
+    return Path(run_dir) / PROBES_DIR / f"seed{seed}"
+
+
+def heldout_score(config: MetaTrainConfig, heldout: dict) -> float:
+    """What probes are compared by: the held-out IQM, divided by the task's
+    baseline return and averaged over tasks (-inf if not finite)."""
+    score = float(
+        np.mean(
+            [heldout[t.config.env]["iqm"] / t.baseline_return for t in config.tasks]
+        )
+    )
+    return score if np.isfinite(score) else -np.inf
+
+
+def total_generations(config: MetaTrainConfig) -> int:
+    """Generations a run computes, its probes' included."""
+    es = config.es
+    return es.num_generations + (es.probes - 1) * es.probe_generations
+
+
+def generations_done(run_dir: Path, config: MetaTrainConfig) -> int:
+    """Generations a run directory's checkpoints hold, its probes' included
+    (what a resumed run need not compute again)."""
+    done = checkpoint.resume_generation(run_dir)
+    if config.es.probes == 1:
+        return done
+    probes = sum(
+        checkpoint.resume_generation(probe_dir(run_dir, s)) for s in config.probe_seeds
+    )
+    return probes + max(0, done - config.es.probe_generations)
+
+
+def _run_probes(
+    config: MetaTrainConfig,
+    run_dir: Path,
+    trainer: MetaTrainer,
+    on_generation=None,
+    **options,
+) -> dict:
+    """Runs each probe (resuming those begun) for ``probe_generations``, then
+    makes the one with the best held-out score this run's start: its last
+    checkpoint and metrics become the run's, and ``probes.json`` records the
+    choice (written last: until then a resumed run chooses again, identically).
+
+    Returns ``{"seed": the chosen probe's ES seed}``, or a probe's interrupted
+    summary with its ``probe_seed``.
+    """
+    writer = distributed.is_writer()
+    seeds = config.probe_seeds
+    record = Path(run_dir) / PROBES_FILE
+    chosen = -1
+    if writer and record.exists():
+        chosen = seeds.index(json.loads(record.read_text())["chosen_seed"])
+    chosen = int(distributed.broadcast(jnp.int32(chosen)))
+    if chosen >= 0:
+        return {"seed": seeds[chosen]}
+    for seed in seeds:
+        where = probe_dir(run_dir, seed)
+        finished = writer and (where / SUMMARY_FILE).exists()
+        begun = writer and checkpoint.latest_checkpoint(where) is not None
+        finished, begun = (
+            bool(x)
+            for x in distributed.broadcast((jnp.bool_(finished), jnp.bool_(begun)))
+        )
+        if finished:
+            continue
+        if writer:
+            where.mkdir(parents=True, exist_ok=True)
+        tagged = None
+        if on_generation is not None:
+            tagged = lambda r, s=seed: on_generation({**r, "probe_seed": s})  # noqa: E731
+        probe = config.probe(seed)
+        out = meta_train(
+            probe,
+            where,
+            resume=begun,
+            on_generation=tagged,
+            trainer=trainer.reseeded(probe, seed),
+            **options,
+        )
+        if out.get("interrupted"):
+            return {**out, "probe_seed": seed}
+    scores = []
+    if writer:
+        for seed in seeds:
+            summary = json.loads((probe_dir(run_dir, seed) / SUMMARY_FILE).read_text())
+            scores.append(heldout_score(config, summary["heldout"]))
+    best = int(distributed.broadcast(jnp.int32(np.argmax(scores) if writer else 0)))
+    if writer:
+        where = probe_dir(run_dir, seeds[best])
+        generations = config.es.probe_generations
+        checkpoint.copy_checkpoint(where, run_dir, generations)
+        records = read_metrics(where)
+        # The run's clock has run through every probe.
+        records[-1]["wall_time_s"] = sum(
+            read_metrics(probe_dir(run_dir, s))[-1]["wall_time_s"] for s in seeds
+        )
+        _rewrite_metrics(run_dir, records)
+        write_json(
+            record,
+            {
+                "generations": generations,
+                "heldout_score": dict(zip(map(str, seeds), scores, strict=True)),
+                "chosen_seed": seeds[best],
+            },
+        )
+    return {"seed": seeds[best]}
+
+
 def meta_train(
     config: MetaTrainConfig,
     run_dir: Path,
@@ -333,8 +457,14 @@ def meta_train(
     devices: list | None = None,
     stop: Callable[[], bool] | None = None,
     notify: Callable[[str], None] | None = None,
+    trainer: MetaTrainer | None = None,
 ) -> dict:
     """Runs (or resumes) meta-training and writes everything to ``run_dir``.
+
+    With ``config.es.probes`` > 1 the run first runs each probe (a plain run of
+    its own ES seed, in ``probes/seed<S>/``) for ``probe_generations``, then
+    continues the one with the best held-out score (:func:`heldout_score`) as if
+    it had been started alone: the result is the plain run of the chosen seed.
 
     Args:
       config: the run's settings.
@@ -350,6 +480,8 @@ def meta_train(
         there and returns (an interrupted run, resumable).
       notify: told, in a sentence, of damaged checkpoints skipped on resuming
         (default: a warning).
+      trainer: a :class:`MetaTrainer` of the same tasks, population and
+        optimizer to reuse (its compiled evaluations), reseeded for this run.
 
     Returns:
       A summary: the last held-out evaluation and the optimizer's path (on
@@ -365,36 +497,9 @@ def meta_train(
       CheckpointError: a resumed run whose checkpoints are all damaged.
     """
     run_dir = Path(run_dir)
-    trainer = MetaTrainer(config, devices)
     writer = distributed.is_writer()
-    # Only process 0 reads files (the run directory may exist on its host alone);
-    # the others start from a state of the right shape and receive its values.
-    state = trainer.init_state(None if writer else zeros_meta_params(config.optimizer))
-    start, elapsed_before = 0, 0.0
     if resume and writer:
         check_resume(read_config(run_dir), config)
-        done = checkpoint.resume_generation(run_dir)
-        if config.es.num_generations < done:
-            raise MetaTrainingError(
-                f"{run_dir} has done {done} generations; --generations "
-                f"{config.es.num_generations} would end before them: give "
-                f"{done} or more"
-            )
-        saved = json.loads((run_dir / CONFIG_FILE).read_text())
-        start, state = checkpoint.load_latest(
-            run_dir, state, report=notify or warnings.warn
-        )
-        saved["config"] = to_dict(config)
-        saved["resumed"] = [*saved.get("resumed", []), command or []]
-        write_json(run_dir / CONFIG_FILE, saved)
-        records = read_metrics(run_dir)
-        # Generations after the checkpoint are recomputed, identically.
-        records = [r for r in records if start > 0 and r["generation"] <= start]
-        _rewrite_metrics(run_dir, records)
-        if records:
-            elapsed_before = records[-1]["wall_time_s"]
-    start, state = distributed.broadcast((jnp.int32(start), state))
-    start = int(start)
     if writer and not resume:
         write_json(
             run_dir / CONFIG_FILE,
@@ -405,6 +510,54 @@ def meta_train(
             },
         )
         _rewrite_metrics(run_dir, [])
+    es_seed = config.seed
+    if trainer is None:
+        trainer = MetaTrainer(config, devices)
+    if config.es.probes > 1:
+        chosen = _run_probes(
+            config,
+            run_dir,
+            trainer=trainer,
+            command=command,
+            versions=versions,
+            on_generation=on_generation,
+            devices=devices,
+            stop=stop,
+            notify=notify,
+        )
+        if chosen.get("interrupted"):
+            return chosen
+        es_seed = chosen["seed"]
+    trainer = trainer.reseeded(config, es_seed)
+    # Only process 0 reads files (the run directory may exist on its host alone);
+    # the others start from a state of the right shape and receive its values.
+    state = trainer.init_state(None if writer else zeros_meta_params(config.optimizer))
+    start, elapsed_before = 0, 0.0
+    # With probes, the chosen probe's last checkpoint is this run's first.
+    if (resume or config.es.probes > 1) and writer:
+        done = checkpoint.resume_generation(run_dir)
+        if config.es.num_generations < done:
+            raise MetaTrainingError(
+                f"{run_dir} has done {done} generations; --generations "
+                f"{config.es.num_generations} would end before them: give "
+                f"{done} or more"
+            )
+        if resume:
+            saved = json.loads((run_dir / CONFIG_FILE).read_text())
+            saved["config"] = to_dict(config)
+            saved["resumed"] = [*saved.get("resumed", []), command or []]
+            write_json(run_dir / CONFIG_FILE, saved)
+        start, state = checkpoint.load_latest(
+            run_dir, state, report=notify or warnings.warn
+        )
+        records = read_metrics(run_dir)
+        # Generations after the checkpoint are recomputed, identically.
+        records = [r for r in records if start > 0 and r["generation"] <= start]
+        _rewrite_metrics(run_dir, records)
+        if records:
+            elapsed_before = records[-1]["wall_time_s"]
+    start, state = distributed.broadcast((jnp.int32(start), state))
+    start = int(start)
 
     clock = time.perf_counter()
 
@@ -494,5 +647,7 @@ def meta_train(
         "initial_heldout": read_metrics(run_dir)[0].get("heldout"),
         "wall_time_s": wall(),
     }
-    write_json(run_dir / "summary.json", summary)
+    if es.probes > 1:
+        summary["probes"] = json.loads((run_dir / PROBES_FILE).read_text())
+    write_json(run_dir / SUMMARY_FILE, summary)
     return summary
