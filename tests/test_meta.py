@@ -17,10 +17,16 @@ from lopt.configs.presets import task_for
 from lopt.meta import checkpoint, strategy
 from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.meta.fitness import combine_tasks, pairwise, to_minimisation
-from lopt.meta.loop import MetaTrainer, meta_train, read_metrics, rollout_keys
+from lopt.meta.loop import (
+    MetaTrainer,
+    fitness_select,
+    meta_train,
+    read_metrics,
+    rollout_keys,
+)
 from lopt.optim.files import load_open
 from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
-from lopt.rl.executor import MemberShardingError, member_mesh
+from lopt.rl.executor import Executor, MemberShardingError, member_mesh
 
 from tiny import host_devices_flags, tiny_ppo
 
@@ -342,6 +348,54 @@ def test_antithetic_tasks_option_sets_the_task_and_is_checked():
         _meta_config(two)
 
 
+def test_fitness_window_by_hand():
+    returns = jnp.arange(24.0).reshape(2, 12)  # (runs, updates)
+    final = fitness_select(12, 0.0)({"return": returns})["return"]
+    np.testing.assert_array_equal(final, [[11.0], [23.0]])
+    half = fitness_select(12, 0.5)({"return": returns})["return"]
+    np.testing.assert_allclose(half, [[8.5], [20.5]])  # mean of updates 6..11
+    whole = fitness_select(12, 1.0)({"return": returns})["return"]
+    np.testing.assert_allclose(whole, [[5.5], [17.5]])
+    # A window shorter than one update is the final return.
+    np.testing.assert_array_equal(
+        fitness_select(12, 0.01)({"return": returns})["return"], final
+    )
+    with pytest.raises(ValueError, match="fitness_window must be"):
+        ESConfig(fitness_window=1.5)
+    from lopt.cli import MetaTrain, _meta_config
+
+    assert _meta_config(MetaTrain(fitness_window=0.25)).es.fitness_window == 0.25
+
+
+def test_fitness_window_reads_the_runs_returns():
+    """A generation's raw fitness with a window is the mean over those updates of
+    the same runs' returns."""
+    config = dataclasses.replace(
+        tiny_config(),
+        tasks=(TaskConfig(config=tiny_ppo(total_timesteps=256)),),
+        es=ESConfig(population_size=4, sigma=0.1, fitness_window=0.5),
+    )
+    trainer = MetaTrainer(config)
+    num_updates = config.tasks[0].config.num_updates
+    state = trainer.init_state()
+    population, _ = trainer.strategy.ask(
+        jax.random.key(1), state, trainer.strategy.default_params
+    )
+    keys = rollout_keys(jax.random.key(2), 4, 1, antithetic=False)
+    windowed, _ = trainer.populations[0](keys, population)
+    full = Executor(
+        config.tasks[0].config, trainer.families[0], members=True, keep_state=False
+    )
+    metrics, _ = full(keys, population)
+    last = round(0.5 * num_updates)
+    assert last >= 2  # more than the final return
+    np.testing.assert_allclose(
+        np.asarray(windowed["return"])[..., 0],
+        np.asarray(metrics["return"])[..., -last:].mean(-1),
+        rtol=1e-6,
+    )
+
+
 def test_learning_rate_warm_up_by_hand():
     es = ESConfig(lr=0.1, lr_decay=0.5, lr_limit=0.0, lr_warmup=3)
     # lr * decay**g * min(1, (g + 1) / 4)
@@ -355,6 +409,37 @@ def test_learning_rate_warm_up_by_hand():
         ESConfig(lr_warmup=-1)
 
 
+def _favour_seed(monkeypatch, seed: int) -> None:
+    """Tiny runs score alike; the held-out return is made to favour ES seed ``seed``."""
+
+    def heldout(self, meta_params):
+        favoured = jax.random.key_data(jax.random.key(seed))
+        score = 2.0 if (jax.random.key_data(self.master_key) == favoured).all() else 1.0
+        env = self.config.tasks[0].config.env
+        return {env: {"mean": score, "iqm": score, "returns": [score], "non_finite": 0}}
+
+    monkeypatch.setattr(MetaTrainer, "evaluate_heldout", heldout)
+
+
+def test_best_of_finished_probes_is_the_result(tmp_path, monkeypatch):
+    """--probe-generations equal to --generations: each probe runs to the end and
+    the best one's optimizer is the run's, bit for bit, with nothing run after."""
+    es = dataclasses.replace(
+        tiny_config().es, num_generations=2, probes=2, probe_generations=2
+    )
+    config = dataclasses.replace(tiny_config(seed=7, eval_every=2), es=es)
+    _favour_seed(monkeypatch, 1007)
+    summary = meta_train(config, tmp_path / "best")
+    assert summary["probes"]["chosen_seed"] == 1007
+    chosen = tmp_path / "best" / "probes" / "seed1007"
+    result = np.load(tmp_path / "best" / "optimizer.npy")
+    assert result.tobytes() == np.load(chosen / "optimizer.npy").tobytes()
+    other = np.load(tmp_path / "best" / "probes" / "seed7" / "optimizer.npy")
+    assert result.tobytes() != other.tobytes()
+    records = read_metrics(tmp_path / "best")
+    assert [r["generation"] for r in records] == [0, 1, 2]
+
+
 def test_probes_continue_the_best_as_its_own_run(tmp_path, monkeypatch):
     """Two probes run a generation each; the one with the better held-out score
     (here, by construction, the second) continues, and the run ends bit for bit
@@ -365,14 +450,7 @@ def test_probes_continue_the_best_as_its_own_run(tmp_path, monkeypatch):
     config = dataclasses.replace(tiny_config(seed=5, eval_every=3), es=es)
     assert config.probe_seeds == (5, 1005)
 
-    # Tiny runs score alike; the held-out return is made to favour seed 1005.
-    def heldout(self, meta_params):
-        favoured = jax.random.key_data(jax.random.key(1005))
-        score = 2.0 if (jax.random.key_data(self.master_key) == favoured).all() else 1.0
-        env = self.config.tasks[0].config.env
-        return {env: {"mean": score, "iqm": score, "returns": [score], "non_finite": 0}}
-
-    monkeypatch.setattr(MetaTrainer, "evaluate_heldout", heldout)
+    _favour_seed(monkeypatch, 1005)
     run = tmp_path / "probes"
     summary = meta_train(config, run)
     choice = json.loads((run / "probes.json").read_text())
@@ -433,7 +511,8 @@ def test_probe_settings_are_checked():
     with pytest.raises(ValueError, match="--probe-generations between 1 and"):
         ESConfig(num_generations=10, probes=3, probe_generations=0)
     with pytest.raises(ValueError, match="--probe-generations between 1 and"):
-        ESConfig(num_generations=10, probes=3, probe_generations=10)
+        ESConfig(num_generations=10, probes=3, probe_generations=11)
+    assert ESConfig(num_generations=10, probes=3, probe_generations=10).probes == 3
     with pytest.raises(ValueError, match="probes must be a whole number >= 1"):
         ESConfig(probes=0)
     with pytest.raises(ValueError, match="past the last seed"):
@@ -443,6 +522,9 @@ def test_probe_settings_are_checked():
         )
     config = _meta_config(MetaTrain(probes=3, probe_generations=5))
     assert config.probe_seeds == (0, 1000, 2000)
+    # The probes are chosen on the held-out seeds; the comparison uses the next ones.
+    assert config.comparison_seed_base == config.eval_seed_base + config.num_eval_seeds
+    assert _meta_config(MetaTrain()).comparison_seed_base == 1_000_000
     assert config.probe(1000).es.num_generations == 5
     assert config.probe(1000).es.probes == 1
 

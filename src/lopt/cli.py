@@ -370,6 +370,9 @@ class MetaTrain:
     generations: int | None = None
     rollouts: int | None = None
     """inner runs per member per generation (seeds shared by all members)"""
+    fitness_window: float | None = None
+    """the fraction of each inner run's last updates whose mean return is its
+    fitness; 0: the final return alone (the paper's)"""
     antithetic_tasks: bool | None = None
     """each antithetic pair gets its own inner-run seeds and fitness is pairwise
     (OPEN §4.3; the gridworld's default); otherwise every member shares them"""
@@ -382,7 +385,7 @@ class MetaTrain:
     probes: int | None = None
     """independent ES runs (seeds --seed, --seed + 1000, ...) started side by side;
     after --probe-generations the one best on the held-out seeds continues (1:
-    none)"""
+    none; --probe-generations equal to --generations: the best is the result)"""
     probe_generations: int | None = None
     """generations each probe runs before the best continues"""
     save_every: int | None = None
@@ -560,6 +563,7 @@ ES_OPTIONS = {
     "population": "es.population_size",
     "generations": "es.num_generations",
     "rollouts": "es.num_rollouts",
+    "fitness_window": "es.fitness_window",
     "sigma": "es.sigma",
     "sigma_decay": "es.sigma_decay",
     "lr": "es.lr",
@@ -741,7 +745,11 @@ def run_meta_train(args: MetaTrain, command: list[str]) -> dict:
             f"{es.probes} probes (ES seeds {', '.join(map(str, config.probe_seeds))}) "
             f"run {es.probe_generations} generation"
             f"{'s' if es.probe_generations > 1 else ''} each; the best on the held-out "
-            "seeds continues"
+            + (
+                "seeds is the result"
+                if es.probe_generations == es.num_generations
+                else "seeds continues"
+            )
         )
     bar = tqdm(
         total=total_generations(config),
@@ -882,9 +890,14 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
             print(f"(this optimizer's comparison on {inner.env} is in {where})")
             continue
         spec = f"tuned:{path}"
+        seeds = (
+            "held-out seeds"
+            if config.es.probes == 1
+            else "seeds after the held-out ones (the choice among probes used those)"
+        )
         print(
             f"\nthe learned optimizer against {spec} on the {config.num_eval_seeds} "
-            f"held-out seeds ({config.eval_seed_base} and up; tuning used others):"
+            f"{seeds} ({config.comparison_seed_base} and up; tuning used others):"
         )
         result = run_eval(
             Eval(
@@ -892,7 +905,7 @@ def _compare_with_tuned(args: MetaTrain, config, summary: dict, out: Path, comma
                 algo=task.algo,
                 optimizers=f"learned:{summary['optimizer']},{spec}",
                 seeds=config.num_eval_seeds,
-                seed=config.eval_seed_base,
+                seed=config.comparison_seed_base,
                 preset=variant,
                 total_timesteps=inner.total_timesteps,
                 reference=spec,

@@ -97,6 +97,8 @@ DECAY = Range(low=0, high=1, low_open=True, example="0.999")
 """a per-generation decay factor: 1 is no decay"""
 FLOOR = Range(low=0, example="0")
 """a lower limit on a decaying value (0: none)"""
+FRACTION = Range(low=0, high=1, example="0.5")
+"""a share of something, 0 to 1"""
 BETA = Range(low=0, high=1, high_open=True, example="0.9")
 """a moment's decay (Adam's and Lion's betas, RMSprop's decay)"""
 COUNT = Range(low=1, integer=True, example="1")
@@ -124,6 +126,7 @@ OPTION_RANGES: dict[str, Range] = {
     "population": POPULATION,
     "generations": COUNT,
     "rollouts": COUNT,
+    "fitness_window": FRACTION,
     "save_every": COUNT,
     "eval_every": COUNT,
     # runs

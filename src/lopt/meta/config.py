@@ -87,6 +87,10 @@ class ESConfig:
     num_generations: int = 500
     num_rollouts: int = 1
     """inner runs per member per generation (seeds shared by all members)"""
+    fitness_window: float = 0.0
+    """the fraction of each inner run's last updates whose returns are averaged
+    into its fitness (at least the last update); 0: the final return alone, the
+    paper's; 1: the mean return over the whole run"""
     sigma: float = 0.03
     """initial standard deviation of the perturbations (the GA's mutation scale)"""
     sigma_decay: float = 0.999
@@ -106,7 +110,8 @@ class ESConfig:
     PROBE_SEED_STRIDE, ...); after ``probe_generations`` each is evaluated on the
     held-out seeds and the best continues alone; 1: none, the paper's"""
     probe_generations: int = 0
-    """generations each probe runs before the choice (with probes > 1)"""
+    """generations each probe runs before the choice (with probes > 1); all of
+    ``num_generations``: the best probe, finished, is the result"""
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -116,12 +121,12 @@ class ESConfig:
             )
         for name, valid in ES_RANGES.items():
             validation.check(name, getattr(self, name), valid)
-        if self.probes > 1 and not 0 < self.probe_generations < self.num_generations:
+        if self.probes > 1 and not 0 < self.probe_generations <= self.num_generations:
             raise validation.SettingError(
                 f"{self.probes} probes need --probe-generations between 1 and "
-                f"--generations - 1 = {self.num_generations - 1} (the generations "
-                f"each probe runs before the best continues); got "
-                f"{self.probe_generations}"
+                f"--generations = {self.num_generations} (the generations each probe "
+                "runs before the best continues; all of them: the best probe is the "
+                f"result); got {self.probe_generations}"
             )
 
 
@@ -130,6 +135,7 @@ ES_RANGES = {
     "population_size": validation.POPULATION,
     "num_generations": validation.COUNT,
     "num_rollouts": validation.COUNT,
+    "fitness_window": validation.FRACTION,
     "sigma": validation.SIGMA,
     "sigma_decay": validation.DECAY,
     "sigma_limit": validation.FLOOR,
@@ -175,6 +181,15 @@ class MetaTrainConfig:
     def probe_seeds(self) -> tuple[int, ...]:
         """The ES seed of each probe; ``(seed,)`` without probes."""
         return tuple(self.seed + i * PROBE_SEED_STRIDE for i in range(self.es.probes))
+
+    @property
+    def comparison_seed_base(self) -> int:
+        """The first of the ``num_eval_seeds`` seeds of the closing comparison with
+        the tuned baseline: the held-out seeds, or with probes (chosen on those)
+        the next ``num_eval_seeds``, which nothing in the run has seen."""
+        if self.es.probes == 1:
+            return self.eval_seed_base
+        return self.eval_seed_base + self.num_eval_seeds
 
     def probe(self, seed: int) -> MetaTrainConfig:
         """The run of one probe: ES seed ``seed``, ``probe_generations``
@@ -232,5 +247,7 @@ class MetaTrainConfig:
                 "a smaller --seed"
             )
         validation.check_seed_span(
-            self.eval_seed_base, self.num_eval_seeds, "eval_seed_base"
+            self.eval_seed_base,
+            self.comparison_seed_base + self.num_eval_seeds - self.eval_seed_base,
+            "eval_seed_base",
         )

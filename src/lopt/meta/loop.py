@@ -169,7 +169,7 @@ class MetaTrainer:
                 members=True,
                 keys_per_member=self.antithetic,
                 mesh=mesh,
-                select=_last_return,
+                select=fitness_select(t.config.num_updates, config.es.fitness_window),
                 keep_state=False,
             )
             for t, family in zip(config.tasks, self.families, strict=True)
@@ -278,8 +278,18 @@ def _interrupted(run_dir: Path, done: int, state: Any) -> dict:
 
 
 def _last_return(metrics: dict) -> dict:
-    """What meta-training reads of a run: its last return (the fitness)."""
+    """What meta-training reads of a held-out run: its last return."""
     return {"return": metrics["return"][..., -1:]}
+
+
+def fitness_select(num_updates: int, window: float) -> Callable[[dict], dict]:
+    """What ES reads of an inner run of ``num_updates`` updates: the mean return
+    over its last ``max(1, round(window * num_updates))`` updates, shape ``(..., 1)``
+    (so :func:`final_return` reads it as the fitness)."""
+    last = max(1, round(window * num_updates))
+    return lambda metrics: {
+        "return": metrics["return"][..., -last:].mean(axis=-1, keepdims=True)
+    }
 
 
 def _card(config: MetaTrainConfig, generations: int, heldout: dict | None):
