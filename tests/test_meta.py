@@ -19,10 +19,10 @@ from lopt.meta.config import ESConfig, MetaTrainConfig, TaskConfig
 from lopt.meta.fitness import combine_tasks, pairwise, to_minimisation
 from lopt.meta.loop import (
     MetaTrainer,
-    fitness_select,
     meta_train,
     read_metrics,
     rollout_keys,
+    tail_return,
 )
 from lopt.optim.files import load_open
 from lopt.optim.network import OPENConfig, ravel_meta_params, zeros_meta_params
@@ -350,15 +350,15 @@ def test_antithetic_tasks_option_sets_the_task_and_is_checked():
 
 def test_fitness_window_by_hand():
     returns = jnp.arange(24.0).reshape(2, 12)  # (runs, updates)
-    final = fitness_select(12, 0.0)({"return": returns})["return"]
+    final = tail_return(12, 0.0)({"return": returns})["return"]
     np.testing.assert_array_equal(final, [[11.0], [23.0]])
-    half = fitness_select(12, 0.5)({"return": returns})["return"]
+    half = tail_return(12, 0.5)({"return": returns})["return"]
     np.testing.assert_allclose(half, [[8.5], [20.5]])  # mean of updates 6..11
-    whole = fitness_select(12, 1.0)({"return": returns})["return"]
+    whole = tail_return(12, 1.0)({"return": returns})["return"]
     np.testing.assert_allclose(whole, [[5.5], [17.5]])
     # A window shorter than one update is the final return.
     np.testing.assert_array_equal(
-        fitness_select(12, 0.01)({"return": returns})["return"], final
+        tail_return(12, 0.01)({"return": returns})["return"], final
     )
     with pytest.raises(ValueError, match="fitness_window must be"):
         ESConfig(fitness_window=1.5)

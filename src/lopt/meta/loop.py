@@ -169,13 +169,18 @@ class MetaTrainer:
                 members=True,
                 keys_per_member=self.antithetic,
                 mesh=mesh,
-                select=fitness_select(t.config.num_updates, config.es.fitness_window),
+                select=tail_return(t.config.num_updates, config.es.fitness_window),
                 keep_state=False,
             )
             for t, family in zip(config.tasks, self.families, strict=True)
         ]
         self.heldout = [
-            Executor(t.config, family, select=_last_return, keep_state=False)
+            Executor(
+                t.config,
+                family,
+                select=tail_return(t.config.num_updates),
+                keep_state=False,
+            )
             for t, family in zip(config.tasks, self.families, strict=True)
         ]
         self.master_key = jax.random.key(config.seed)
@@ -277,15 +282,11 @@ def _interrupted(run_dir: Path, done: int, state: Any) -> dict:
     }
 
 
-def _last_return(metrics: dict) -> dict:
-    """What meta-training reads of a held-out run: its last return."""
-    return {"return": metrics["return"][..., -1:]}
-
-
-def fitness_select(num_updates: int, window: float) -> Callable[[dict], dict]:
-    """What ES reads of an inner run of ``num_updates`` updates: the mean return
-    over its last ``max(1, round(window * num_updates))`` updates, shape ``(..., 1)``
-    (so :func:`final_return` reads it as the fitness)."""
+def tail_return(num_updates: int, window: float = 0.0) -> Callable[[dict], dict]:
+    """What meta-training reads of an inner run of ``num_updates`` updates: its
+    mean return over the last ``max(1, round(window * num_updates))`` updates, shape
+    ``(..., 1)`` (so :func:`final_return` reads it); window 0: the last return, as
+    held-out runs are read."""
     last = max(1, round(window * num_updates))
     return lambda metrics: {
         "return": metrics["return"][..., -last:].mean(axis=-1, keepdims=True)
