@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -284,10 +285,35 @@ def test_the_reference_resolves_to_the_evaluated_optimizer():
     assert resolve_reference("lion", specs, names) == "lion"
 
 
+def test_a_tuned_file_from_another_budget_is_named():
+    """budget_mismatch: a tuned file used at another budget than it was tuned at
+    is named with both budgets and the fix; the same budget (asked for, or the
+    whole updates it takes) and files that do not record it are not."""
+    from lopt.configs.presets import preset_for
+    from lopt.configs.tuned import budget_mismatch
+
+    config = preset_for("spaceinvaders", "small").config  # 24 updates x 2,048
+    hyperparams = {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.99, "anneal": True}
+    settings = TunedSettings(
+        "minatar/spaceinvaders", "adam", hyperparams, 6.5, "small", 8, 24_576
+    )
+    text = budget_mismatch(settings, config)
+    assert "tuned at 24,576 frames; this run takes 49,152" in text
+    assert "--total-timesteps 24576" in text
+    for budget in (24_576, 25_000):  # 25,000 runs 12 whole updates: 24,576
+        same = replace(config, total_timesteps=budget)
+        assert budget_mismatch(settings, same) is None
+    assert budget_mismatch(replace(settings, total_timesteps=0), config) is None
+
+
 def test_a_tuned_file_is_an_optimizer(tmp_path, capsys):
     tuned = tmp_path / "tuned.json"
     hyperparams = {"learning_rate": 3e-3, "b1": 0.9, "b2": 0.99, "anneal": False}
-    write_tuned(tuned, TunedSettings("classic/cartpole", "adam", hyperparams, 100.0))
+    # Tuned at another budget than the evaluation's: said before training.
+    at_1024 = TunedSettings(
+        "classic/cartpole", "adam", hyperparams, 100.0, total_timesteps=1024
+    )
+    write_tuned(tuned, at_1024)
     out = tmp_path / "eval"
     main(
         [
@@ -309,6 +335,7 @@ def test_a_tuned_file_is_an_optimizer(tmp_path, capsys):
     ]
     assert run["optimizer"]["learning_rate"] == 3e-3
     assert run["optimizer"]["tuned"]["baseline_return"] == 100.0
+    assert "adam was tuned at 1,024 frames" in capsys.readouterr().err
     # Tuned elsewhere: refused before anything trains.
     write_tuned(tuned, TunedSettings("classic/acrobot", "adam", hyperparams, -90.0))
     with pytest.raises(SystemExit):

@@ -580,8 +580,8 @@ def test_meta_train_ends_with_the_tuned_comparison(tmp_path, capsys):
 
 
 def test_builtin_tuned_baselines_match_their_presets():
-    """Every shipped tuned file names a preset whose budget it was tuned at, and
-    is found for it (the default meta-training's comparison depends on it)."""
+    """Every shipped tuned file is found for its preset at the budget it was tuned
+    at, and only there (the default meta-training's comparison depends on it)."""
     from lopt.configs.presets import CPU_META, preset_for
     from lopt.configs.tuned import BUILTIN_DIR, builtin_tuned, read_tuned
 
@@ -590,6 +590,9 @@ def test_builtin_tuned_baselines_match_their_presets():
     for path in paths:
         s = read_tuned(path)
         config = preset_for(s.env, s.preset, s.algo).config
-        assert builtin_tuned(config, s.preset) == path
+        at = dataclasses.replace(config, total_timesteps=s.total_timesteps)
+        assert builtin_tuned(at, s.preset) == path
+        other = dataclasses.replace(config, total_timesteps=3 * s.total_timesteps)
+        assert builtin_tuned(other, s.preset) is None
     task = CPU_META.tasks[0]
     assert builtin_tuned(task.config, task.preset) is not None

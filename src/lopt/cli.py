@@ -237,6 +237,12 @@ def run_train(args: Train, command: list[str]) -> dict:
 
     seeds = list(range(args.seed, args.seed + args.seeds))
     _horizon_warning(optimizer, config)
+    if args.tuned is not None:
+        from lopt.configs.tuned import budget_mismatch, read_tuned
+
+        warning = budget_mismatch(read_tuned(args.tuned), config)
+        if warning:
+            _warn(f"{args.tuned}: {warning}")
     trackers = _open_trackers(
         args.log,
         out,

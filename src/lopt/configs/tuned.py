@@ -143,6 +143,21 @@ def same_budget(settings: TunedSettings, config: Any) -> bool:
     return settings.total_timesteps in (frames, config.total_timesteps)
 
 
+def budget_mismatch(settings: TunedSettings, config: Any) -> str | None:
+    """The warning for using ``settings`` in a run of another budget than they
+    were tuned at (their best hyperparameters there need not be the best here),
+    or None (same budget, or a file that does not record it)."""
+    if not settings.total_timesteps or same_budget(settings, config):
+        return None
+    frames = config.num_updates * config.frames_per_update
+    return (
+        f"{settings.optimizer} was tuned at {settings.total_timesteps:,} frames; this "
+        f"run takes {frames:,}: for a fair baseline tune at this budget (lopt tune "
+        f"--total-timesteps {config.total_timesteps}) or pass --total-timesteps "
+        f"{settings.total_timesteps}"
+    )
+
+
 def builtin_tuned(config: Any, variant: str | None) -> Path | None:
     """The shipped tuned file (:data:`BUILTIN_DIR`) for ``config``'s algorithm,
     environment and budget on the preset ``variant``, or None."""

@@ -26,7 +26,12 @@ import numpy as np
 
 from lopt.atomic import atomic_write, write_json
 from lopt.configs.presets import Preset, preset_for
-from lopt.configs.tuned import check_tuned, read_tuned
+from lopt.configs.tuned import (
+    TunedSettings,
+    budget_mismatch,
+    check_tuned,
+    read_tuned,
+)
 from lopt.envs.registry import canonical_name
 from lopt.optim.card import horizon_mismatch, read_card
 from lopt.optim.optimizer import Optimizer
@@ -54,7 +59,10 @@ class Curves:
 
 def horizon_warning(optimizer: Any, config: AlgorithmConfig) -> str | None:
     """The warning for a learned optimizer file meta-trained at another horizon
-    (its card, :mod:`lopt.optim.card`) than ``config``'s optimizer steps."""
+    (its card, :mod:`lopt.optim.card`) than ``config``'s optimizer steps, or for a
+    ``tuned:PATH`` optimizer tuned at another budget than ``config``'s."""
+    if "tuned" in optimizer.description:
+        return budget_mismatch(TunedSettings(**optimizer.description["tuned"]), config)
     spec = optimizer.description.get("spec", "")
     kind, _, path = spec.partition(":")
     if not optimizer.learned or kind == "velo" or not path:
