@@ -521,7 +521,7 @@ MINATAR = tuple(f"minatar/{game}" for game in MINATAR_ADAM)
 #: preset's 64 environments x 32 steps), half the small preset's 5e4 frames.
 CPU_FRAMES = 24_576
 
-# Finishes in about 4 minutes on 2 CPU cores (233-235 s measured with the closing
+# Finishes in about 5 minutes on 2 CPU cores (279-300 s measured with the closing
 # comparison). The inner task is SpaceInvaders-MinAtar's small preset cut to 12
 # updates: a horizon so short that how each update steps decides the return, and
 # OPEN, which reads training_prop and batch_prop, learns a schedule Adam's constant
