@@ -1,6 +1,7 @@
 """lopt study: the claim rules on made-up scores, every study's plan at every
 scale, one study end to end at smoke size (the others under -m heavy)."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -120,6 +121,21 @@ def test_every_study_plans_at_every_scale(name, scale):
         if job.kind == "eval":
             seeds = len(job.seeds)
             assert seeds >= (2 if scale == "smoke" else 4)
+
+
+def test_ablations_evaluate_at_the_budget_they_meta_train_at():
+    """The held-out evaluation runs the inner task the variants were meta-trained
+    on: at cpu scale the cpu preset's 24,576 frames, not the small preset's 5e4."""
+    for scale in ("smoke", "cpu"):
+        plan = make_plan("ablations", Options(scale=scale))
+        metas = [job for job in plan.jobs if job.kind == "meta-train"]
+        (evaluation,) = [job for job in plan.jobs if job.kind == "eval"]
+        ((_, config),) = evaluation.configs()
+        assert metas
+        for job in metas:
+            assert job.config.tasks[0].config == dataclasses.replace(
+                config, diagnostics=job.config.tasks[0].config.diagnostics
+            )
 
 
 @needs_released
