@@ -256,7 +256,7 @@ def run_train(args: Train, command: list[str]) -> dict:
     )
     print(
         f"lopt train: {config.env} with {optimizer.name}, {len(seeds)} seeds x "
-        f"{config.num_updates * config.frames_per_update:,} steps -> {out}"
+        f"{config.num_frames:,} steps -> {out}"
     )
     start = time.perf_counter()
     stopping = "stopping after the current chunk of updates, keeping those done"
@@ -1154,7 +1154,7 @@ def run_tune(args: Tune, command: list[str]) -> dict:
     config = plan.config
     print(
         f"lopt tune: {grid.optimizer} on {plan.env}, {len(plan.settings)} settings x "
-        f"{len(plan.seeds)} seeds x {config.num_updates * config.frames_per_update:,} "
+        f"{len(plan.seeds)} seeds x {config.num_frames:,} "
         f"steps, {plan.num_calls} vmapped call(s) -> {out}"
     )
     start = time.perf_counter()

@@ -139,8 +139,7 @@ def check_tuned(
 def same_budget(settings: TunedSettings, config: Any) -> bool:
     """Whether ``settings`` were tuned at ``config``'s budget: the frames its runs
     take (what ``lopt tune`` records: whole updates) or the budget asked for."""
-    frames = config.num_updates * config.frames_per_update
-    return settings.total_timesteps in (frames, config.total_timesteps)
+    return settings.total_timesteps in (config.num_frames, config.total_timesteps)
 
 
 def budget_mismatch(settings: TunedSettings, config: Any) -> str | None:
@@ -149,11 +148,11 @@ def budget_mismatch(settings: TunedSettings, config: Any) -> str | None:
     or None (same budget, or a file that does not record it)."""
     if not settings.total_timesteps or same_budget(settings, config):
         return None
-    frames = config.num_updates * config.frames_per_update
     return (
         f"{settings.optimizer} was tuned at {settings.total_timesteps:,} frames; this "
-        f"run takes {frames:,}: for a fair baseline tune at this budget (lopt tune "
-        f"--total-timesteps {config.total_timesteps}) or pass --total-timesteps "
+        f"run takes {config.num_frames:,}: for a fair baseline tune at this budget "
+        f"(lopt tune --total-timesteps {config.total_timesteps}) or pass "
+        "--total-timesteps "
         f"{settings.total_timesteps}"
     )
 

@@ -188,9 +188,7 @@ class MetaTrainer:
         self.frames_per_generation = (
             config.es.population_size
             * config.es.num_rollouts
-            * sum(
-                t.config.num_updates * t.config.frames_per_update for t in config.tasks
-            )
+            * sum(t.config.num_frames for t in config.tasks)
         )
 
     def reseeded(self, config: MetaTrainConfig, seed: int) -> MetaTrainer:

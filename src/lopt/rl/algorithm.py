@@ -127,6 +127,12 @@ class AlgorithmConfig:
         return self.total_timesteps // self.frames_per_update
 
     @property
+    def num_frames(self) -> int:
+        """Environment frames the run takes: whole updates, at most
+        ``total_timesteps``."""
+        return self.num_updates * self.frames_per_update
+
+    @property
     def steps_per_update(self) -> int:
         """Optimizer steps per update that learns."""
         return self.num_epochs * self.steps_per_epoch

@@ -87,7 +87,7 @@ def write_train_run(
     summary = {
         "env": config.env,
         "optimizer": optimizer.name,
-        "total_timesteps": config.num_updates * config.frames_per_update,
+        "total_timesteps": config.num_frames,
         "seeds": list(seeds),
         **status,
     }

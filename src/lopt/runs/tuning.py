@@ -409,7 +409,7 @@ def write_tuning(
         "optimizer": plan.grid.optimizer,
         "grid": {**plan.grid.values, "anneal": list(plan.grid.anneal)},
         "seeds": list(plan.seeds),
-        "total_timesteps": plan.config.num_updates * plan.config.frames_per_update,
+        "total_timesteps": plan.config.num_frames,
         plan.algo: dataclasses.asdict(plan.config),
         "best": None if best is None else per_setting[best],
         "settings": per_setting,

@@ -59,11 +59,6 @@ SUITES = {"brax": ("brax", "brax"), "craftax": ("craftax", "craftax")}
 PRETRAINED_ENV = "LOPT_PRETRAINED"
 
 
-def run_frames(config: Any) -> int:
-    """Environment steps of one run of ``config`` (whole updates)."""
-    return config.num_updates * config.frames_per_update
-
-
 def pretrained_dir() -> Path:
     """Where the paper's released optimizers are read from: ``$LOPT_PRETRAINED``,
     else ``../shared/pretrained`` beside the lopt checkout."""
@@ -183,7 +178,7 @@ class MetaJob:
 
     def frames(self) -> int:
         config = self.config
-        per_run = [run_frames(t.config) for t in config.tasks]
+        per_run = [t.config.num_frames for t in config.tasks]
         es = config.es
         evals = es.num_generations // config.eval_every + 1
         return es.population_size * es.num_rollouts * sum(
@@ -193,7 +188,7 @@ class MetaJob:
     def describe(self) -> str:
         es = self.config.es
         tasks = ", ".join(
-            f"{t.algo} on {t.config.env} ({run_frames(t.config):,} frames)"
+            f"{t.algo} on {t.config.env} ({t.config.num_frames:,} frames)"
             for t in self.config.tasks
         )
         return (
@@ -214,7 +209,7 @@ class TuneJob:
 
     def frames(self) -> int:
         config = self.plan.config
-        return len(self.plan.settings) * len(self.plan.seeds) * run_frames(config)
+        return len(self.plan.settings) * len(self.plan.seeds) * config.num_frames
 
     def describe(self) -> str:
         plan = self.plan
@@ -260,7 +255,7 @@ class EvalJob:
         ]
 
     def frames(self) -> int:
-        per_task = [run_frames(c) for _, c in self.configs()]
+        per_task = [c.num_frames for _, c in self.configs()]
         return sum(per_task) * len(self.seeds) * len(self.optimizers)
 
     def describe(self) -> str:

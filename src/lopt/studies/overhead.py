@@ -169,7 +169,7 @@ def time_runs(scale: str, breakout: Path) -> dict:
             times[name].append(time.perf_counter() - start)
     return {
         "seconds_per_run": times,
-        "frames": common.run_frames(config),
+        "frames": config.num_frames,
         "devices": [str(d) for d in jax.devices()],
     }
 
@@ -191,10 +191,10 @@ def plan(options: common.Options) -> common.Plan:
         ),
         common.CustomJob(
             "runs",
-            f"PPO on Breakout, {common.run_frames(config):,} frames, 1 seed "
+            f"PPO on Breakout, {config.num_frames:,} frames, 1 seed "
             f"({', '.join(ORDER)}): {run_repeats} repeats",
             lambda directory: time_runs(scale, breakout),
-            env_frames=common.run_frames(config) * run_repeats * len(ORDER),
+            env_frames=config.num_frames * run_repeats * len(ORDER),
         ),
     ]
     plan.notes.append(
