@@ -225,3 +225,10 @@ def test_tune_cartpole_end_to_end_and_train_from_its_preset(tmp_path, capsys):
     )
     config = json.loads((run / "config.json").read_text())
     assert config["optimizer"]["learning_rate"] == best["learning_rate"]
+    assert "was tuned at" not in capsys.readouterr().err  # the budget it was tuned at
+    # At another budget the run says so before it trains.
+    shorter = ["--total-timesteps", "512", "--out", str(tmp_path / "t2")]
+    main(["train", "--env", "cartpole", "--tuned", str(out / "tuned.json"), *shorter])
+    assert "adam was tuned at 1,024 frames; this run takes 512" in (
+        capsys.readouterr().err
+    )

@@ -192,8 +192,8 @@ def _horizon_warning(optimizer, config) -> None:
 
 
 def _with_tuned(preset, variant: str, path: Path, spec: str | None):
-    """``preset`` (of ``variant``) with a tuned.json's settings, and the optimizer
-    to train."""
+    """``preset`` (of ``variant``) with a tuned.json's settings, and the settings
+    (their ``optimizer`` is the one to train)."""
     from lopt.configs.presets import apply_tuned
     from lopt.configs.tuned import check_tuned, read_tuned
 
@@ -203,7 +203,7 @@ def _with_tuned(preset, variant: str, path: Path, spec: str | None):
         raise ValueError(
             f"{path} holds {tuned.optimizer}'s settings; --optimizer is {spec}"
         )
-    return apply_tuned(preset, tuned, variant), tuned.optimizer
+    return apply_tuned(preset, tuned, variant), tuned
 
 
 def run_train(args: Train, command: list[str]) -> dict:
@@ -217,9 +217,10 @@ def run_train(args: Train, command: list[str]) -> dict:
 
     try:
         preset = preset_for(args.env, args.preset, args.algo)
-        spec = args.optimizer or "adam"
+        spec, tuned = args.optimizer or "adam", None
         if args.tuned is not None:
-            preset, spec = _with_tuned(preset, args.preset, args.tuned, args.optimizer)
+            preset, tuned = _with_tuned(preset, args.preset, args.tuned, args.optimizer)
+            spec = tuned.optimizer
         config = preset.config
         optimizer = from_spec(
             spec,
@@ -237,10 +238,10 @@ def run_train(args: Train, command: list[str]) -> dict:
 
     seeds = list(range(args.seed, args.seed + args.seeds))
     _horizon_warning(optimizer, config)
-    if args.tuned is not None:
-        from lopt.configs.tuned import budget_mismatch, read_tuned
+    if tuned is not None:
+        from lopt.configs.tuned import budget_mismatch
 
-        warning = budget_mismatch(read_tuned(args.tuned), config)
+        warning = budget_mismatch(tuned, config)
         if warning:
             _warn(f"{args.tuned}: {warning}")
     trackers = _open_trackers(
