@@ -254,6 +254,34 @@ def test_fused_step_under_vmap_over_seeds_and_population():
 
 
 @needs_kernel
+def test_fused_matches_reference_where_gradients_and_momenta_are_zero():
+    """sign(0) = 0: the kernel looks the sign features up by sign bit, which holds
+    only where no momentum or gradient is exactly 0 (dead units, the first step);
+    tiles with a zero must still match, scattered zeros and whole zero tiles."""
+    config = OPENConfig.small()
+    params = _agent(jax.random.key(19), (40, 70, 31))
+    meta = _meta(config, jax.random.key(20))
+    state, grads, dormancy, key = _inputs(params, config, jax.random.key(21))
+
+    def scatter_zeros(x):  # every 37th element, and the leaf's first 40 in a row
+        flat = x.reshape(-1)
+        flat = flat.at[::37].set(0.0).at[:40].set(0.0)
+        return flat.reshape(x.shape)
+
+    grads = jax.tree.map(scatter_zeros, grads)
+    # the first leaf's first 40 (gradient 0 too): every new momentum is 0 there
+    momentum = state.momentum.at[:, :40].set(0.0).at[2, ::37].set(-0.0)
+    state = state._replace(momentum=momentum)
+    args = (meta, state, grads, params, dormancy, key)
+    ref = _step(*args, config=config, implementation="reference")
+    ours = _step(*args, config=config, implementation="fused")
+    assert np.count_nonzero(np.asarray(ref["momentum"])[:, :40]) == 0
+    for name in ref:
+        rel = _relative(ours[name], ref[name])
+        assert rel <= TOLERANCE, f"{name}: relative difference {rel:.2e}"
+
+
+@needs_kernel
 def test_fused_step_is_deterministic_across_threads(monkeypatch):
     config = OPENConfig.small()
     params = _agent(jax.random.key(14), (300, 64))  # several chunks per tensor

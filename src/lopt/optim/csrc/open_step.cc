@@ -13,7 +13,9 @@
 //      fixed order, so the result does not depend on threads);
 //   2. per tensor, the 1/RMS normalisation is folded into the input kernel's rows
 //      and the tensor-constant features (training_prop, layer_prop, batch_prop)
-//      into the gates' bias; then every tile runs the GRU cell and the MLP.
+//      into the gates' bias, and the seven sign features' part of every gate is
+//      tabulated by sign pattern (tensor_weights); then every tile runs the GRU
+//      cell and the MLP.
 //
 // Arithmetic follows the reference up to float rounding: the LayerNorm centring is
 // folded into the weights by the caller exactly as the reference does, and the
@@ -35,6 +37,9 @@
 #include <vector>
 
 #if defined(__AVX512F__)
+// GCC 12's own AVX-512 intrinsics (getexp, scalef) start from an "undefined"
+// register it then warns may be uninitialised: a known false positive
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #endif
 
@@ -87,6 +92,9 @@ inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
 inline vf vsign(vf x) {
   return x > 0.0f ? splat(1.0f) : (x < 0.0f ? splat(-1.0f) : splat(0.0f) * x);
 }
+// sign(x)^2: 1 where x is not 0. (Where x is NaN this is 1, not NaN; the log
+// channel of the same x is NaN, so the tensor's step is NaN all the same.)
+inline vf sign_squared(vf x) { return (vf)((vi)(x != 0.0f) & (vi)splat(1.0f)); }
 inline vf vsqrt(vf x) {
 #if defined(__AVX512F__)
   return (vf)_mm512_sqrt_ps((__m512)x);
@@ -110,6 +118,12 @@ inline vf rounded(vf x) {
 // Natural log of x > 0 (finite, normal): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
 // log(m) by a degree-9 polynomial in m - 1 (Cephes' single-precision logf).
 inline vf vlog(vf x) {
+#if defined(__AVX512F__)
+  // e = floor(log2(x sqrt 2)), m = x 2^-e (exact): fewer instructions than the
+  // bit manipulation below, the same split up to where x sqrt 2 rounds
+  vf ef = (vf)_mm512_getexp_ps((__m512)(x * 1.41421356237309505f));
+  vf m = (vf)_mm512_scalef_ps((__m512)x, (__m512)(-ef)) - 1.0f;
+#else
   vi xi = (vi)x;
   vi e = ((xi >> 23) & 0xff) - 126;
   vf m = (vf)((xi & 0x007fffff) | 0x3f000000);  // in [0.5, 1)
@@ -117,6 +131,7 @@ inline vf vlog(vf x) {
   e = e + small;  // -1 where small
   m = (small ? m + m : m) - 1.0f;
   vf ef = __builtin_convertvector(e, vf);
+#endif
   vf z = m * m;
   vf y = splat(7.0376836292e-2f);
   y = y * m - 1.1514610310e-1f;
@@ -166,9 +181,14 @@ inline vf vexp(vf x) {
 }
 
 // tanh: an odd rational minimax approximation on [-7.9, 7.9] (saturated
-// beyond), x itself below 4e-4.
+// beyond). (Near 0 it is x (1 - 1.3e-7), so x needs no branch of its own.)
 inline vf vtanh(vf x) {
+#if defined(__AVX512DQ__)
+  // one instruction: the smaller magnitude of x and 7.9, with x's sign
+  vf c = (vf)_mm512_range_ps((__m512)x, (__m512)splat(7.90531110763549805f), 0x02);
+#else
   vf c = vmin(vmax(x, splat(-7.90531110763549805f)), splat(7.90531110763549805f));
+#endif
   vf x2 = c * c;
   vf p = splat(-2.76076847742355e-16f);
   p = p * x2 + 2.00018790482477e-13f;
@@ -182,7 +202,7 @@ inline vf vtanh(vf x) {
   q = q * x2 + 1.18534705686654e-04f;
   q = q * x2 + 2.26843463243900e-03f;
   q = q * x2 + 4.89352518554385e-03f;
-  return vabs(x) < 0.0004f ? x : p / q;
+  return p / q;
 }
 
 // The reference's sigmoid: 0.5 tanh(x / 2) + 0.5.
@@ -325,14 +345,12 @@ void stats_chunk(const Step& s, const Chunk& c, double* sums) {
       // fma(d, m, (1 - d) g), as XLA computes the reference's d m + (1 - d) g
       vf m = d * vload_n(m_in + k * P + e, n) + rounded((1.0f - d) * g);
       vstore_n(m_out + k * P + e, m, n);
-      vf sg = vsign(m);
       vf lg = vlog(vabs(m) + LOG_EPS) * valid;
-      acc[1 + k] += sg * sg;
+      acc[1 + k] += sign_squared(m);
       acc[7 + k] += lg * lg;
     }
-    vf sg = vsign(g);
     vf lg = vlog(vabs(g) + LOG_EPS) * valid;
-    acc[13] += sg * sg;
+    acc[13] += sign_squared(g);
     acc[14] += lg * lg;
   }
   for (int ch = 0; ch < NUM_NORMALISED; ++ch) {
@@ -342,25 +360,57 @@ void stats_chunk(const Step& s, const Chunk& c, double* sums) {
   }
 }
 
-// Per tensor: input rows scaled by 1/RMS and the tensor-constant features in the
-// bias. Returns (16, 3G): rows 0-14 the scaled kernel rows, row 15 the bias.
+// Per tensor: the input kernel's rows scaled by 1/RMS, the tensor-constant
+// features folded into the bias, and the sign features' lookup tables. Layout of
+// the (TENSOR_ROWS, 3G) block, every row 3G wide:
+//   rows 0-15   table A: per gate o, 16 entries (one per sign pattern of m0..m3)
+//               of bias[o] + sum_j +-row_j[o], o-major (16 floats per gate);
+//   rows 16-31  table B: the same for (m4, m5, g), 8 entries repeated twice, no bias;
+//   rows 32-40  the other features' rows: parameter, log|m0..m5|, log|g|, dormancy
+//               (dormancy unscaled, as the reference does not normalise it);
+//   rows 41-47  the sign features' rows (sign m0..m5, sign g);
+//   row 48      the bias.
+// The seven sign features are +-1 except where a momentum or the gradient is
+// exactly 0: a tile without such zeros looks their part of every gate up in the
+// tables (two permutes instead of seven multiply-adds); a tile with one uses the
+// rows.
+constexpr int REST_ROWS[8] = {0, 7, 8, 9, 10, 11, 12, 14};
+constexpr int SIGN_ROWS[7] = {1, 2, 3, 4, 5, 6, 13};
+constexpr int TABLE_B = 16, REST = 32, SIGNS = 41, BIAS = 48, TENSOR_ROWS = 49;
+
 void tensor_weights(const Step& s, int64_t b, int64_t t, const double* sums,
                     float* out) {
   const Layout& ly = s.layout;
   const int G3 = 3 * ly.G;
   const float* w = s.weights + (b * s.num_sets + s.sets[t]) * ly.size;
   const float n = float(s.sizes[t]);
+  float scale[NUM_NORMALISED];
   for (int ch = 0; ch < NUM_NORMALISED; ++ch) {
     float mean = float(sums[ch]) / n;
-    float scale = 1.0f / std::sqrt(NORM_EPS + mean);
-    for (int o = 0; o < G3; ++o) out[ch * G3 + o] = w[ly.wi + ch * G3 + o] * scale;
+    scale[ch] = 1.0f / std::sqrt(NORM_EPS + mean);
   }
+  auto scaled_row = [&](int ch, float* row) {
+    for (int o = 0; o < G3; ++o) row[o] = w[ly.wi + ch * G3 + o] * scale[ch];
+  };
+  for (int r = 0; r < 8; ++r) scaled_row(REST_ROWS[r], out + (REST + r) * G3);
+  for (int o = 0; o < G3; ++o)
+    out[(REST + 8) * G3 + o] = w[ly.wi + DORMANCY_ROW * G3 + o];
+  for (int r = 0; r < 7; ++r) scaled_row(SIGN_ROWS[r], out + (SIGNS + r) * G3);
   const float tp = s.schedule[b * 2], bp = s.schedule[b * 2 + 1];
   const float lp = s.layer_props[b * s.num_tensors + t];
+  const float* sign = out + SIGNS * G3;
   for (int o = 0; o < G3; ++o) {
-    out[NUM_NORMALISED * G3 + o] = w[ly.bi + o] + tp * w[ly.wi + 15 * G3 + o] +
-                                   lp * w[ly.wi + 16 * G3 + o] +
-                                   bp * w[ly.wi + 17 * G3 + o];
+    const float bias = w[ly.bi + o] + tp * w[ly.wi + 15 * G3 + o] +
+                       lp * w[ly.wi + 16 * G3 + o] + bp * w[ly.wi + 17 * G3 + o];
+    out[BIAS * G3 + o] = bias;
+    for (int idx = 0; idx < 16; ++idx) {
+      float ta = bias, tb = 0.0f;
+      for (int j = 0; j < 4; ++j) ta += ((idx >> j) & 1 ? -1.0f : 1.0f) * sign[j * G3 + o];
+      for (int j = 0; j < 3; ++j)
+        tb += ((idx >> j) & 1 ? -1.0f : 1.0f) * sign[(4 + j) * G3 + o];
+      out[o * 16 + idx] = ta;
+      out[TABLE_B * G3 + o * 16 + idx] = tb;
+    }
   }
 }
 
@@ -396,13 +446,46 @@ inline void dense_norm_relu(const vf* x, const float* w, const float* b,
 #pragma GCC unroll 32
   for (int o = 0; o < H; ++o) y[o] = splat(b[o]);
   matvec<H, IN>(y, x, w, H);
-  vf var = splat(0.0f);
+  // four partial sums: a chain of dependent adds a quarter as long
+  vf part[4] = {y[0] * y[0], y[1] * y[1], y[2] * y[2], y[3] * y[3]};
 #pragma GCC unroll 32
-  for (int o = 0; o < H; ++o) var += y[o] * y[o];
+  for (int o = 4; o < H; ++o) part[o % 4] += y[o] * y[o];
+  vf var = (part[0] + part[1]) + (part[2] + part[3]);
   vf rs = 1.0f / vsqrt(var * (1.0f / H) + LN_EPS);
 #pragma GCC unroll 32
   for (int o = 0; o < H; ++o)
     y[o] = vmax(y[o] * (rs * scale[o]) + shift[o], splat(0.0f));
+}
+
+// gates[o] = bias[o] + the sign features' part: looked up in the tensor's tables
+// where no momentum or gradient in the tile is exactly 0, from the rows otherwise.
+template <int G3>
+inline void sign_part(vf* gates, const vf* m, vf g, const float* tw, const float* bias) {
+#if defined(__AVX512F__)
+  static_assert(L == 16, "a table of 16 entries is one register");
+  vi zero = g == 0.0f;
+#pragma GCC unroll 6
+  for (int k = 0; k < NUM_MOMENTA; ++k) zero |= m[k] == 0.0f;
+  if (!_mm512_test_epi32_mask((__m512i)zero, (__m512i)zero)) {
+    // bit j of a lane's index: the j-th feature's sign bit
+    vu ia = ((vu)m[0] >> 31) | (((vu)m[1] >> 30) & 2u) | (((vu)m[2] >> 29) & 4u) |
+            (((vu)m[3] >> 28) & 8u);
+    vu ib = ((vu)m[4] >> 31) | (((vu)m[5] >> 30) & 2u) | (((vu)g >> 29) & 4u);
+#pragma GCC unroll 48
+    for (int o = 0; o < G3; ++o)
+      gates[o] = (vf)_mm512_permutexvar_ps((__m512i)ia, _mm512_loadu_ps(tw + o * 16)) +
+                 (vf)_mm512_permutexvar_ps((__m512i)ib,
+                                           _mm512_loadu_ps(tw + TABLE_B * G3 + o * 16));
+    return;
+  }
+#endif
+  vf signs[7];
+#pragma GCC unroll 6
+  for (int k = 0; k < NUM_MOMENTA; ++k) signs[k] = vsign(m[k]);
+  signs[6] = vsign(g);
+#pragma GCC unroll 48
+  for (int o = 0; o < G3; ++o) gates[o] = splat(bias[o]);
+  matvec<G3, 7>(gates, signs, tw + SIGNS * G3, G3);
 }
 
 template <int G, int H>
@@ -421,41 +504,33 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw) {
   float* noise_out = s.noise ? s.noise_out + c.b * P : nullptr;
   const bool noised = s.noise && s.noise_flags[c.t];
   const uint32_t k0 = s.keys[c.b * 2], k1 = s.keys[c.b * 2 + 1];
-  // Dormancy's input row after the tensor's 15 scaled rows.
-  float rows[(NUM_NORMALISED + 1) * G3];
-  std::memcpy(rows, tw, sizeof(float) * NUM_NORMALISED * G3);
-  std::memcpy(rows + NUM_NORMALISED * G3, w + ly.wi + DORMANCY_ROW * G3,
-              sizeof(float) * G3);
-  const float* bias = tw + NUM_NORMALISED * G3;
-  const int num_x = d_in ? NUM_NORMALISED + 1 : NUM_NORMALISED;
+  const float* bias = tw + BIAS * G3;
 
   for (int64_t e = c.start; e < c.end; e += L) {
     const int n = int(std::min<int64_t>(L, c.end - e));
-    // the features of the tile (unscaled: the scale is in the rows)
-    vf x[NUM_NORMALISED + 1];
-    x[0] = vload_n(p_in + e, n);
+    // the features of the tile (unscaled: the scale is in the rows); the signs
+    // of the momenta and the gradient are taken where they are used
+    vf m[NUM_MOMENTA], rest[9];
+    rest[0] = vload_n(p_in + e, n);
 #pragma GCC unroll 6
     for (int k = 0; k < NUM_MOMENTA; ++k) {
-      vf m = vload_n(m_new + k * P + e, n);
-      x[1 + k] = vsign(m);
-      x[7 + k] = vlog(vabs(m) + LOG_EPS);
+      m[k] = vload_n(m_new + k * P + e, n);
+      rest[1 + k] = vlog(vabs(m[k]) + LOG_EPS);
     }
     vf g = vload_n(g_in + e, n);
-    x[13] = vsign(g);
-    x[14] = vlog(vabs(g) + LOG_EPS);
-    x[15] = d_in ? vload_n(d_in + e, n) : splat(0.0f);
+    rest[7] = vlog(vabs(g) + LOG_EPS);
+    rest[8] = d_in ? vload_n(d_in + e, n) : splat(0.0f);
     vf h[G];
 #pragma GCC unroll 16
     for (int j = 0; j < G; ++j) h[j] = vload_n(h_in + j * P + e, n);
 
     // GRU (flax GRUCell): r and z sum input and hidden parts; n keeps them apart
     vf gates[G3], gh_n[G];
-#pragma GCC unroll 48
-    for (int o = 0; o < G3; ++o) gates[o] = splat(bias[o]);
-    if (num_x == NUM_NORMALISED + 1) {
-      matvec<G3, NUM_NORMALISED + 1>(gates, x, rows, G3);
+    sign_part<G3>(gates, m, g, tw, bias);
+    if (d_in) {
+      matvec<G3, 9>(gates, rest, tw + REST * G3, G3);
     } else {
-      matvec<G3, NUM_NORMALISED>(gates, x, rows, G3);
+      matvec<G3, 8>(gates, rest, tw + REST * G3, G3);
     }
     matvec<2 * G, G>(gates, h, w + ly.wh, G3);
 #pragma GCC unroll 16
@@ -475,10 +550,17 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw) {
     vf a0[H], a1[H];
     dense_norm_relu<G, H>(hn, w + ly.w0, w + ly.b0, w + ly.s0, w + ly.c0, a0);
     dense_norm_relu<H, H>(a0, w + ly.w1, w + ly.b1, w + ly.s1, w + ly.c1, a1);
-    vf out[3];
+    // the head in four partial sums per output (three outputs alone are too few
+    // independent chains to keep the multiply-adds busy)
+    vf out[3], part[3][3] = {};
 #pragma GCC unroll 3
     for (int k = 0; k < 3; ++k) out[k] = splat(w[ly.b2 + k]);
-    matvec<3, H>(out, a1, w + ly.w2, 3);
+    constexpr int Q = H / 4;
+    matvec<3, Q>(out, a1, w + ly.w2, 3);
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; ++j) matvec<3, Q>(part[j], a1 + (j + 1) * Q, w + ly.w2 + 3 * (j + 1) * Q, 3);
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) out[k] = (out[k] + part[0][k]) + (part[1][k] + part[2][k]);
 
     vf det = rounded(s.step_mult * out[0]) * vexp(s.exp_mult * out[1]);
     vstore_n(det_out + e, det, n);
@@ -618,7 +700,7 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
 
   // Reduction in chunk order, then the tensor's scaled rows.
   const int64_t num_pairs = s.batch * s.num_tensors;
-  const int64_t tw_size = (NUM_NORMALISED + 1) * 3 * G;
+  const int64_t tw_size = TENSOR_ROWS * 3 * G;
   std::vector<float> tw(num_pairs * tw_size);
   for (int64_t pair = 0; pair < num_pairs; ++pair) {
     double total[NUM_NORMALISED] = {};
