@@ -8,7 +8,8 @@ each parameter's gradient, value, momenta, carry and dormancy once and writes it
 momenta, carry, update and noise once, in two passes per tensor (the per-tensor
 RMS normalisation needs its sums of squares first). It also folds the
 normalisation into the input kernel's rows and the tensor-constant features
-(``training_prop``, ``layer_prop``, ``batch_prop``) into the gates' bias, once per
+(``training_prop``, ``layer_prop``, ``batch_prop``) into the gates' bias, and
+tabulates the seven sign features' part of each gate by sign pattern, once per
 tensor. Results equal the reference's up to float rounding (tests hold every
 output to a relative difference of 1e-5).
 
