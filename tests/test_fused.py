@@ -108,6 +108,12 @@ def _relative(ours, ref):
     return np.abs(np.asarray(ours) - ref).max() / scale
 
 
+def _assert_outputs_close(ours, ref):
+    for name in ref:
+        rel = _relative(ours[name], ref[name])
+        assert rel <= TOLERANCE, f"{name}: relative difference {rel:.2e}"
+
+
 def _assert_close(meta, config, params, key):
     state, grads, dormancy, noise_key = _inputs(params, config, key)
     args = (meta, state, grads, params, dormancy, noise_key)
@@ -115,8 +121,7 @@ def _assert_close(meta, config, params, key):
     ours = _step(*args, config=config, implementation="fused")
     for name in ref:
         assert np.abs(np.asarray(ref[name])).max() > 0 or name == "noise", name
-        rel = _relative(ours[name], ref[name])
-        assert rel <= TOLERANCE, f"{name}: relative difference {rel:.2e}"
+    _assert_outputs_close(ours, ref)
     if config.noise:  # the noise is drawn on the actor, and only there
         assert np.count_nonzero(np.asarray(ours["noise"])) > 0
     else:
@@ -276,9 +281,7 @@ def test_fused_matches_reference_where_gradients_and_momenta_are_zero():
     ref = _step(*args, config=config, implementation="reference")
     ours = _step(*args, config=config, implementation="fused")
     assert np.count_nonzero(np.asarray(ref["momentum"])[:, :40]) == 0
-    for name in ref:
-        rel = _relative(ours[name], ref[name])
-        assert rel <= TOLERANCE, f"{name}: relative difference {rel:.2e}"
+    _assert_outputs_close(ours, ref)
 
 
 @needs_kernel
