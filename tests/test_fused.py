@@ -99,6 +99,7 @@ def _step(meta, state, grads, params, dormancy, key, *, config, implementation):
         "noise": step.noise,
         "momentum": step.state.momentum,
         "carry": step.state.carry,
+        "mean": step.mean,
     }
 
 
@@ -110,7 +111,11 @@ def _relative(ours, ref):
 
 def _assert_outputs_close(ours, ref):
     for name in ref:
-        rel = _relative(ours[name], ref[name])
+        if name == "mean":  # a sum with cancellation: on the update's scale
+            scale = np.abs(np.asarray(ref["deterministic"]) + ref["noise"]).max()
+            rel = abs(float(ours[name]) - float(ref[name])) / max(scale, 1e-30)
+        else:
+            rel = _relative(ours[name], ref[name])
         assert rel <= TOLERANCE, f"{name}: relative difference {rel:.2e}"
 
 
@@ -121,6 +126,8 @@ def _assert_close(meta, config, params, key):
     ours = _step(*args, config=config, implementation="fused")
     for name in ref:
         assert np.abs(np.asarray(ref[name])).max() > 0 or name == "noise", name
+    u = np.asarray(ours["deterministic"]) + np.asarray(ours["noise"])
+    np.testing.assert_allclose(ours["mean"], u.mean(), atol=1e-6 * np.abs(u).max())
     _assert_outputs_close(ours, ref)
     if config.noise:  # the noise is drawn on the actor, and only there
         assert np.count_nonzero(np.asarray(ours["noise"])) > 0
@@ -281,6 +288,28 @@ def test_fused_matches_reference_where_gradients_and_momenta_are_zero():
     ref = _step(*args, config=config, implementation="reference")
     ours = _step(*args, config=config, implementation="fused")
     assert np.count_nonzero(np.asarray(ref["momentum"])[:, :40]) == 0
+    _assert_outputs_close(ours, ref)
+
+
+@needs_kernel
+def test_fused_matches_reference_for_every_dormancy_shape():
+    """Dormancy reaches the kernel as one vector per leaf, read with a period (a
+    scalar, a layer's neurons, the whole leaf): widths of 32 and 48 neurons (whole
+    tiles), 3 and 5 (per lane), a scalar leaf, and a leaf with full dormancy."""
+    config = OPENConfig()
+    params = _agent(jax.random.key(11), widths=(20, 32, 48), actions=3)
+    params["actor"]["params"]["log_std"] = jnp.linspace(-1.0, 1.0, 5)
+    params["critic"]["params"]["scale"] = jnp.asarray(0.7)
+    state, grads, dormancy, noise_key = _inputs(params, config, jax.random.key(12))
+    leaf_keys = iter(jax.random.split(jax.random.key(13), 8))
+    d = dormancy["actor"]["params"]
+    d["Dense_0"]["kernel"] = jnp.abs(jax.random.normal(next(leaf_keys), (20, 32)))
+    d["Dense_1"]["kernel"] = jnp.abs(jax.random.normal(next(leaf_keys), (1, 48)))
+    d["Dense_2"]["bias"] = jnp.asarray(0.25)
+    dormancy["critic"]["params"]["Dense_1"]["kernel"] = jnp.asarray([[0.5]])
+    args = (_meta(config, jax.random.key(14)), state, grads, params, dormancy)
+    ref = _step(*args, noise_key, config=config, implementation="reference")
+    ours = _step(*args, noise_key, config=config, implementation="fused")
     _assert_outputs_close(ours, ref)
 
 

@@ -157,39 +157,68 @@ def _threads() -> int:
         raise ValueError(f"{ENV_THREADS} must be an integer, got {value!r}") from err
 
 
+def _dormancy_periods(
+    param_leaves: list, dormancy_leaves: list
+) -> tuple[jax.Array, np.ndarray]:
+    """Each leaf's dormancy as a vector of its period: element j of the leaf (in
+    row-major order) reads entry j mod period. A leaf's value broadcasts to the
+    parameter, so a scalar has period 1, a vector over the last axis (a layer's
+    neurons) the last axis's length; any other shape is broadcast in full.
+
+    Returns:
+      ``(values, periods)``: the vectors concatenated, shape ``(sum(periods),)``,
+      and the periods, one per leaf (trace-time NumPy).
+    """
+    values, periods = [], []
+    for p, d in zip(param_leaves, dormancy_leaves, strict=True):
+        d = jnp.asarray(d, jnp.float32)
+        shape = tuple(np.shape(p))
+        if d.size == 1:
+            period = 1
+        elif shape and d.shape[-1:] == shape[-1:] and d.size == shape[-1]:
+            period = shape[-1]
+        else:
+            period = int(np.prod(shape, dtype=np.int64))
+            d = jnp.broadcast_to(d, shape)
+        values.append(jnp.ravel(d))
+        periods.append(period)
+    return jnp.concatenate(values), np.asarray(periods, np.int64)
+
+
 def fused_step(
     meta_params: dict,
     config: OPENConfig,
     *,
     momentum: jax.Array,
     carry: jax.Array,
-    grad: jax.Array,
-    param: jax.Array,
-    dormancy: jax.Array,
+    grads: list,
+    params: list,
+    dormancy: list,
     layer_prop: jax.Array,
     training_prop: jax.Array,
     batch_prop: jax.Array,
     key_pair: jax.Array,
-    sizes: np.ndarray,
     noise_flags: np.ndarray,
     actor_flags: np.ndarray,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     """One OPEN step by the fused kernel (before the zero-mean shift).
 
     Args:
       meta_params: one meta-parameter tree, or ``{"actor": ..., "critic": ...}``
         with ``config.separate_actor_critic``.
       momentum: shape ``(6, num_params)``; carry: ``(carry_size, num_params)``.
-      grad, param, dormancy: shape ``(num_params,)`` in leaf order (dormancy
-        broadcast to every element).
+      grads, params: the leaves, in leaf order (each read where it lies: no
+        concatenated copy); dormancy: one value per leaf broadcasting to it.
       layer_prop: shape ``(num_tensors,)``; training_prop, batch_prop: scalars.
       key_pair: the noise's Threefry key words, ``(2,)`` uint32.
-      sizes, noise_flags, actor_flags: per tensor (trace-time NumPy): elements,
-        whether the noise applies, whether the actor's meta-parameters apply.
+      noise_flags, actor_flags: per tensor (trace-time NumPy): whether the noise
+        applies, whether the actor's meta-parameters apply.
 
     Returns:
-      ``(momentum, carry, deterministic, noise)``, shaped as the inputs; noise is
-      zero where it does not apply.
+      ``(momentum, carry, deterministic, noise, total)``: the first four shaped as
+      the state and ``(num_params,)`` (noise zero where it does not apply), and
+      ``total`` the sum of ``deterministic + noise``, shape ``()`` (for the mean
+      shift, so no pass over the update is needed to find it).
     """
     if config.separate_actor_critic:
         weights = jnp.stack(
@@ -198,15 +227,21 @@ def fused_step(
         sets = np.where(actor_flags, 0, 1).astype(np.int32)
     else:
         weights = _pack(meta_params, config)[None]
-        sets = np.zeros(len(sizes), np.int32)
-    num_params = grad.shape[-1]
+        sets = np.zeros(len(params), np.int32)
+    sizes = np.asarray([int(np.prod(np.shape(p), dtype=np.int64)) for p in params])
+    num_params = int(sizes.sum())
     use_dormancy = "dormancy" in config.features
+    if use_dormancy:
+        dormancy_values, periods = _dormancy_periods(params, dormancy)
+    else:
+        dormancy_values, periods = jnp.zeros((1,), jnp.float32), np.ones_like(sizes)
     f32 = jnp.float32
     outputs = (
         jax.ShapeDtypeStruct(momentum.shape, f32),
         jax.ShapeDtypeStruct(carry.shape, f32),
         jax.ShapeDtypeStruct((num_params,), f32),
         jax.ShapeDtypeStruct((num_params if config.noise else 1,), f32),
+        jax.ShapeDtypeStruct((), f32),
     )
     # Momenta and carry are updated in place where XLA can give up the inputs
     # (the kernel reads each element before writing it).
@@ -214,19 +249,20 @@ def fused_step(
         _TARGET,
         outputs,
         vmap_method="broadcast_all",
-        input_output_aliases={2: 0, 3: 1},
+        input_output_aliases={0: 0, 1: 1},
     )
-    momentum, carry, det, noise = call(
-        grad.astype(f32),
-        param.astype(f32),
+    momentum, carry, det, noise, total = call(
         momentum,
         carry,
-        dormancy.astype(f32) if use_dormancy else jnp.zeros((1,), f32),
+        dormancy_values,
         weights,
         jnp.asarray(layer_prop, f32),
         jnp.stack([jnp.asarray(training_prop, f32), jnp.asarray(batch_prop, f32)]),
         key_pair,
-        sizes=np.asarray(sizes, np.int64),
+        *[jnp.asarray(g, f32) for g in grads],
+        *[jnp.asarray(p, f32) for p in params],
+        sizes=sizes.astype(np.int64),
+        dormancy_periods=periods,
         noise_flags=np.asarray(noise_flags, np.int32),
         sets=sets,
         cell_features=np.int32(config.cell_features),
@@ -239,4 +275,4 @@ def fused_step(
     )
     if not config.noise:
         noise = jnp.zeros_like(det)
-    return momentum, carry, det, noise
+    return momentum, carry, det, noise, total

@@ -77,6 +77,7 @@ class OPENStep(NamedTuple):
 
     deterministic: jax.Array  # shape=(num_params,): 1e-3 * m * exp(1e-3 * e)
     noise: jax.Array  # shape=(num_params,): mask * 1e-3 * delta * N(0, 1)
+    mean: jax.Array  # shape=(): the mean of deterministic + noise (the shift)
     state: OPENState  # the state after this step
 
 
@@ -218,11 +219,11 @@ def open_step(
             _fused_outputs, *step_args, noise_mask=noise_mask, **inputs
         )
         # The kernel is registered for CPU only; elsewhere the reference runs.
-        momentum, carry, deterministic, noise = jax.lax.platform_dependent(
+        momentum, carry, deterministic, noise, total = jax.lax.platform_dependent(
             cpu=fused_outputs, default=reference
         )
     else:
-        momentum, carry, deterministic, noise = reference()
+        momentum, carry, deterministic, noise, total = reference()
     if track_noise:
         scale = jnp.sum(mask * jnp.abs(tree_paths.flatten(params).astype(jnp.float32)))
         noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
@@ -234,7 +235,12 @@ def open_step(
         count=state.count + 1,
         noise_magnitude=noise_magnitude,
     )
-    return OPENStep(deterministic=deterministic, noise=noise, state=new_state)
+    return OPENStep(
+        deterministic=deterministic,
+        noise=noise,
+        mean=total / deterministic.size,
+        state=new_state,
+    )
 
 
 def _fused_outputs(
@@ -252,19 +258,23 @@ def _fused_outputs(
     layer_props,
     actor_mask,
 ):
-    """``(momentum, carry, deterministic, noise)`` from the fused kernel."""
+    """``(momentum, carry, deterministic, noise, total)`` from the fused kernel."""
     param_leaves = jax.tree.leaves(params)
+    grad_leaves = jax.tree.leaves(grads)
     dormancy_leaves = jax.tree.leaves(dormancy)
+    if not len(grad_leaves) == len(param_leaves) == len(dormancy_leaves):
+        raise ValueError(
+            "grads, params and dormancy must have the same tree structure; got "
+            f"{len(grad_leaves)}, {len(param_leaves)} and {len(dormancy_leaves)} leaves"
+        )
     return fused.fused_step(
         meta_params,
         config,
         momentum=state.momentum,
         carry=state.carry,
-        grad=tree_paths.flatten(
-            [g.astype(jnp.float32) for g in jax.tree.leaves(grads)]
-        ),
-        param=tree_paths.flatten([p.astype(jnp.float32) for p in param_leaves]),
-        dormancy=_dormancy_flat(param_leaves, dormancy_leaves),
+        grads=grad_leaves,
+        params=param_leaves,
+        dormancy=dormancy_leaves,
         layer_prop=jnp.stack(
             [
                 jnp.asarray(v, jnp.float32)
@@ -274,7 +284,6 @@ def _fused_outputs(
         training_prop=training_prop,
         batch_prop=batch_prop,
         key_pair=key_pair(key),
-        sizes=np.asarray([np.size(p) for p in param_leaves], np.int64),
         noise_flags=_per_tensor(noise_mask, params) > 0,
         actor_flags=_per_tensor(actor_mask, params) > 0,
     )
@@ -295,7 +304,7 @@ def _reference_outputs(
     layer_props,
     actor_mask,
 ):
-    """``(momentum, carry, deterministic, noise)`` from the pure-JAX step."""
+    """``(momentum, carry, deterministic, noise, total)`` from the pure-JAX step."""
     inputs, momentum = open_inputs(
         state.momentum,
         grads,
@@ -318,7 +327,7 @@ def _reference_outputs(
         noise = config.step_mult * out[2] * mask * threefry_normal(key, mask.size)
     else:
         noise = jnp.zeros_like(deterministic)
-    return momentum, carry, deterministic, noise
+    return momentum, carry, deterministic, noise, jnp.sum(deterministic + noise)
 
 
 def open_optimizer(
@@ -407,6 +416,6 @@ def open_optimizer(
             implementation=implementation,
         )
         u = step.deterministic + step.noise
-        return tree_paths.unflatten(-(u - jnp.mean(u)), params), step.state
+        return tree_paths.unflatten(-(u - step.mean), params), step.state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -43,6 +43,8 @@
 #include <immintrin.h>
 #endif
 
+// (XLA's FFI header compares signed with unsigned sizes in its own templates)
+#pragma GCC diagnostic ignored "-Wsign-compare"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -307,9 +309,15 @@ struct Step {
   bool noise, use_dormancy;
   float step_mult, exp_mult;
   Layout layout;
-  // inputs
-  const float *grad, *param, *momentum, *carry, *dormancy, *weights, *layer_props,
-      *schedule;
+  // inputs: gradient and parameter per tensor (each leaf its own buffer, batch
+  // elements one after another); dormancy per tensor a vector of its period
+  // (element j reads entry j mod period) at dormancy_offsets[t], dormancy_size
+  // floats per batch element
+  std::vector<const float*> grads, params;
+  std::vector<int64_t> dormancy_offsets;
+  const int64_t* dormancy_periods;
+  int64_t dormancy_size;
+  const float *momentum, *carry, *dormancy, *weights, *layer_props, *schedule;
   const uint32_t* keys;
   // outputs
   float *momentum_out, *carry_out, *det_out, *noise_out;
@@ -326,8 +334,10 @@ struct Chunk {
 
 void stats_chunk(const Step& s, const Chunk& c, double* sums) {
   const int64_t P = s.num_params;
-  const float* g_in = s.grad + c.b * P;
-  const float* p_in = s.param + c.b * P;
+  // the tensor's own buffers: element e of the step is at [e - base]
+  const int64_t base = s.offsets[c.t];
+  const float* g_in = s.grads[c.t] + c.b * s.sizes[c.t];
+  const float* p_in = s.params[c.t] + c.b * s.sizes[c.t];
   const float* m_in = s.momentum + c.b * NUM_MOMENTA * P;
   float* m_out = s.momentum_out + c.b * NUM_MOMENTA * P;
   vf acc[NUM_NORMALISED];
@@ -337,8 +347,8 @@ void stats_chunk(const Step& s, const Chunk& c, double* sums) {
     vf valid = splat(1.0f);
     if (n < L)
       for (int l = n; l < L; ++l) valid[l] = 0.0f;
-    vf g = vload_n(g_in + e, n);
-    vf p = vload_n(p_in + e, n);
+    vf g = vload_n(g_in + (e - base), n);
+    vf p = vload_n(p_in + (e - base), n);
     acc[0] += p * p;
     for (int k = 0; k < NUM_MOMENTA; ++k) {
       float d = MOMENTUM_DECAYS[k];
@@ -488,38 +498,57 @@ inline void sign_part(vf* gates, const vf* m, vf g, const float* tw, const float
   matvec<G3, 7>(gates, signs, tw + SIGNS * G3, G3);
 }
 
+// Dormancy of the tile's elements j .. j + n - 1 of a tensor whose dormancy has
+// the given period (entry j mod period): one value, a run of whole tiles (a
+// period that is a multiple of the tile, or the whole tensor), else per lane.
+inline vf dormancy_tile(const float* d, int64_t period, int64_t j, int n) {
+  if (period == 1) return splat(d[0]);
+  if (period % L == 0) return vload_n(d + j % period, n);
+  if (j + n <= period) return vload_n(d + j, n);
+  vf v = splat(0.0f);
+  for (int l = 0; l < n; ++l) v[l] = d[(j + l) % period];
+  return v;
+}
+
+// Pass 2 on one chunk; *total gets the sum of its update (deterministic part
+// plus noise) for the mean shift.
 template <int G, int H>
-void network_chunk(const Step& s, const Chunk& c, const float* tw) {
+void network_chunk(const Step& s, const Chunk& c, const float* tw, double* total) {
   constexpr int G3 = 3 * G;
   const Layout& ly = s.layout;
   const int64_t P = s.num_params;
   const float* w = s.weights + (c.b * s.num_sets + s.sets[c.t]) * ly.size;
-  const float* g_in = s.grad + c.b * P;
-  const float* p_in = s.param + c.b * P;
+  const int64_t base = s.offsets[c.t];
+  const float* g_in = s.grads[c.t] + c.b * s.sizes[c.t];
+  const float* p_in = s.params[c.t] + c.b * s.sizes[c.t];
   const float* m_new = s.momentum_out + c.b * NUM_MOMENTA * P;
   const float* h_in = s.carry + c.b * G * P;
-  const float* d_in = s.use_dormancy ? s.dormancy + c.b * P : nullptr;
+  const float* d_in = s.use_dormancy ? s.dormancy + c.b * s.dormancy_size +
+                                            s.dormancy_offsets[c.t]
+                                      : nullptr;
+  const int64_t period = s.dormancy_periods[c.t];
   float* h_out = s.carry_out + c.b * G * P;
   float* det_out = s.det_out + c.b * P;
   float* noise_out = s.noise ? s.noise_out + c.b * P : nullptr;
   const bool noised = s.noise && s.noise_flags[c.t];
   const uint32_t k0 = s.keys[c.b * 2], k1 = s.keys[c.b * 2 + 1];
   const float* bias = tw + BIAS * G3;
+  vf sum = splat(0.0f);
 
   for (int64_t e = c.start; e < c.end; e += L) {
     const int n = int(std::min<int64_t>(L, c.end - e));
     // the features of the tile (unscaled: the scale is in the rows); the signs
     // of the momenta and the gradient are taken where they are used
     vf m[NUM_MOMENTA], rest[9];
-    rest[0] = vload_n(p_in + e, n);
+    rest[0] = vload_n(p_in + (e - base), n);
 #pragma GCC unroll 6
     for (int k = 0; k < NUM_MOMENTA; ++k) {
       m[k] = vload_n(m_new + k * P + e, n);
       rest[1 + k] = vlog(vabs(m[k]) + LOG_EPS);
     }
-    vf g = vload_n(g_in + e, n);
+    vf g = vload_n(g_in + (e - base), n);
     rest[7] = vlog(vabs(g) + LOG_EPS);
-    rest[8] = d_in ? vload_n(d_in + e, n) : splat(0.0f);
+    rest[8] = d_in ? dormancy_tile(d_in, period, e - base, n) : splat(0.0f);
     vf h[G];
 #pragma GCC unroll 16
     for (int j = 0; j < G; ++j) h[j] = vload_n(h_in + j * P + e, n);
@@ -564,12 +593,20 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw) {
 
     vf det = rounded(s.step_mult * out[0]) * vexp(s.exp_mult * out[1]);
     vstore_n(det_out + e, det, n);
+    vf u = det;
     if (noise_out) {
       vf nz = noised ? rounded(s.step_mult * out[2]) * normal_draws(k0, k1, e)
                      : splat(0.0f);
       vstore_n(noise_out + e, nz, n);
+      u = det + nz;
     }
+    if (n < L)
+      for (int l = n; l < L; ++l) u[l] = 0.0f;
+    sum += u;
   }
+  double chunk_total = 0.0;
+  for (int l = 0; l < L; ++l) chunk_total += sum[l];
+  *total = chunk_total;
 }
 
 // PARALLEL FOR ------------------------------------------------------------------
@@ -608,17 +645,19 @@ void parallel_for(ffi::ThreadPool& pool, int threads, int64_t n, const F& fn) {
   state->finished.wait(lock, [&] { return state->done.load() == n; });
 }
 
-ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
-                        ffi::Buffer<ffi::F32> param, ffi::Buffer<ffi::F32> momentum,
+ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> momentum,
                         ffi::Buffer<ffi::F32> carry, ffi::Buffer<ffi::F32> dormancy,
                         ffi::Buffer<ffi::F32> weights,
                         ffi::Buffer<ffi::F32> layer_props,
                         ffi::Buffer<ffi::F32> schedule, ffi::Buffer<ffi::U32> keys,
+                        ffi::RemainingArgs leaves,
                         ffi::ResultBuffer<ffi::F32> momentum_out,
                         ffi::ResultBuffer<ffi::F32> carry_out,
                         ffi::ResultBuffer<ffi::F32> det_out,
                         ffi::ResultBuffer<ffi::F32> noise_out,
+                        ffi::ResultBuffer<ffi::F32> total_out,
                         ffi::Span<const int64_t> sizes,
+                        ffi::Span<const int64_t> dormancy_periods,
                         ffi::Span<const int32_t> noise_flags,
                         ffi::Span<const int32_t> sets, int32_t cell_features,
                         int32_t hidden_size, bool noise, bool use_dormancy,
@@ -626,38 +665,56 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
   Step s(cell_features, hidden_size);
   s.num_tensors = int64_t(sizes.size());
   if (int64_t(noise_flags.size()) != s.num_tensors ||
-      int64_t(sets.size()) != s.num_tensors)
+      int64_t(sets.size()) != s.num_tensors ||
+      int64_t(dormancy_periods.size()) != s.num_tensors)
     return ffi::Error::InvalidArgument("open_step: per-tensor attributes differ in length");
+  if (int64_t(leaves.size()) != 2 * s.num_tensors)
+    return ffi::Error::InvalidArgument("open_step: expected a gradient and a parameter buffer per tensor");
   s.num_params = 0;
+  s.dormancy_size = 0;
   for (int64_t t = 0; t < s.num_tensors; ++t) {
+    if (sizes[t] <= 0 || dormancy_periods[t] <= 0 || sizes[t] % dormancy_periods[t])
+      return ffi::Error::InvalidArgument("open_step: a tensor's size is not a positive multiple of its dormancy period");
     s.offsets.push_back(s.num_params);
     s.num_params += sizes[t];
+    s.dormancy_offsets.push_back(s.dormancy_size);
+    s.dormancy_size += dormancy_periods[t];
   }
   const int64_t P = s.num_params;
-  if (P == 0 || grad.element_count() % P)
-    return ffi::Error::InvalidArgument("open_step: gradient size is not a multiple of the parameter count");
-  s.batch = int64_t(grad.element_count()) / P;
+  const int64_t num_elements = int64_t(momentum.element_count());
+  if (num_elements % (NUM_MOMENTA * P))
+    return ffi::Error::InvalidArgument("open_step: momentum size is not a multiple of 6 x the parameter count");
+  s.batch = num_elements / (NUM_MOMENTA * P);
   const int G = cell_features;
   s.num_sets = int64_t(weights.element_count()) / (s.batch * s.layout.size);
   if (s.num_sets * s.batch * s.layout.size != int64_t(weights.element_count()))
     return ffi::Error::InvalidArgument("open_step: packed weights have the wrong size");
-  if (int64_t(param.element_count()) != s.batch * P ||
-      int64_t(momentum.element_count()) != s.batch * NUM_MOMENTA * P ||
-      int64_t(carry.element_count()) != s.batch * G * P ||
-      (use_dormancy && int64_t(dormancy.element_count()) != s.batch * P) ||
+  for (int64_t t = 0; t < s.num_tensors; ++t) {
+    auto grad = leaves.get<ffi::Buffer<ffi::F32>>(t);
+    auto param = leaves.get<ffi::Buffer<ffi::F32>>(s.num_tensors + t);
+    if (!grad.has_value() || !param.has_value())
+      return ffi::Error::InvalidArgument("open_step: gradients and parameters must be float32");
+    if (int64_t(grad->element_count()) != s.batch * sizes[t] ||
+        int64_t(param->element_count()) != s.batch * sizes[t])
+      return ffi::Error::InvalidArgument("open_step: a gradient or parameter does not match its tensor's size");
+    s.grads.push_back(grad->typed_data());
+    s.params.push_back(param->typed_data());
+  }
+  if (int64_t(carry.element_count()) != s.batch * G * P ||
+      (use_dormancy && int64_t(dormancy.element_count()) != s.batch * s.dormancy_size) ||
       int64_t(layer_props.element_count()) != s.batch * s.num_tensors ||
       int64_t(schedule.element_count()) != s.batch * 2 ||
-      int64_t(keys.element_count()) != s.batch * 2)
+      int64_t(keys.element_count()) != s.batch * 2 ||
+      int64_t(total_out->element_count()) != s.batch)
     return ffi::Error::InvalidArgument("open_step: input shapes do not match");
   s.sizes = sizes.begin();
+  s.dormancy_periods = dormancy_periods.begin();
   s.noise_flags = noise_flags.begin();
   s.sets = sets.begin();
   s.noise = noise;
   s.use_dormancy = use_dormancy;
   s.step_mult = step_mult;
   s.exp_mult = exp_mult;
-  s.grad = grad.typed_data();
-  s.param = param.typed_data();
   s.momentum = momentum.typed_data();
   s.carry = carry.typed_data();
   s.dormancy = dormancy.typed_data();
@@ -670,7 +727,7 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
   s.det_out = det_out->typed_data();
   s.noise_out = noise_out->typed_data();
 
-  void (*network)(const Step&, const Chunk&, const float*);
+  void (*network)(const Step&, const Chunk&, const float*, double*);
   if (G == 8 && hidden_size == 16) {
     network = network_chunk<8, 16>;
   } else if (G == 16 && hidden_size == 32) {
@@ -711,10 +768,19 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
                    &tw[pair * tw_size]);
   }
 
+  std::vector<double> chunk_totals(num_chunks);
   parallel_for(pool, workers, num_chunks, [&](int64_t i) {
     const Chunk& c = chunks[i];
-    network(s, c, &tw[(c.b * s.num_tensors + c.t) * tw_size]);
+    network(s, c, &tw[(c.b * s.num_tensors + c.t) * tw_size], &chunk_totals[i]);
   });
+  // the update's sum per batch element, in chunk order (deterministic)
+  float* total = total_out->typed_data();
+  for (int64_t b = 0; b < s.batch; ++b) {
+    double t = 0.0;
+    for (int64_t i = first_chunk[b * s.num_tensors]; i < first_chunk[(b + 1) * s.num_tensors]; ++i)
+      t += chunk_totals[i];
+    total[b] = float(t);
+  }
   return ffi::Error::Success();
 }
 
@@ -723,8 +789,6 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> grad,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LoptOpenStep, OpenStepImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // grad
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // param
                                   .Arg<ffi::Buffer<ffi::F32>>()  // momentum
                                   .Arg<ffi::Buffer<ffi::F32>>()  // carry
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dormancy
@@ -732,11 +796,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LoptOpenStep, OpenStepImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // layer_props
                                   .Arg<ffi::Buffer<ffi::F32>>()  // schedule
                                   .Arg<ffi::Buffer<ffi::U32>>()  // keys
+                                  .RemainingArgs()  // gradients, then parameters
                                   .Ret<ffi::Buffer<ffi::F32>>()  // momentum
                                   .Ret<ffi::Buffer<ffi::F32>>()  // carry
                                   .Ret<ffi::Buffer<ffi::F32>>()  // det
                                   .Ret<ffi::Buffer<ffi::F32>>()  // noise
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // total
                                   .Attr<ffi::Span<const int64_t>>("sizes")
+                                  .Attr<ffi::Span<const int64_t>>("dormancy_periods")
                                   .Attr<ffi::Span<const int32_t>>("noise_flags")
                                   .Attr<ffi::Span<const int32_t>>("sets")
                                   .Attr<int32_t>("cell_features")
@@ -749,4 +816,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LoptOpenStep, OpenStepImpl,
 
 // A C symbol reporting the kernel's build, so Python can check it loaded the
 // right library before registering it.
-extern "C" int lopt_open_step_abi() { return 1; }
+extern "C" int lopt_open_step_abi() { return 2; }
