@@ -314,6 +314,42 @@ def test_fused_matches_reference_for_every_dormancy_shape():
 
 
 @needs_kernel
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_update_alone_is_the_sum_of_the_parts(implementation):
+    """open_step(parts=False), as the optimizer's update runs it (the kernel then
+    writes one array), gives deterministic + noise of the step with parts."""
+    config = OPENConfig()
+    params = _agent(jax.random.key(21), widths=(9, 33))
+    state, grads, dormancy, key = _inputs(params, config, jax.random.key(22))
+    meta = _meta(config, jax.random.key(23))
+
+    @functools.partial(jax.jit, static_argnames="parts")
+    def step(parts):
+        return open_step(
+            meta,
+            config,
+            state,
+            grads,
+            params,
+            key=key,
+            training_prop=0.5,
+            batch_prop=0.0,
+            dormancy=dormancy,
+            implementation=implementation,
+            parts=parts,
+        )
+
+    alone, split = step(False), step(True)
+    assert alone.deterministic is None and alone.noise is None
+    assert np.count_nonzero(np.asarray(split.noise)) > 0
+    # (XLA may fuse the reference's sum differently: equal up to rounding)
+    assert _relative(alone.update, split.deterministic + split.noise) <= 1e-6
+    assert _relative(alone.mean, split.mean) <= 1e-6
+    assert _relative(alone.state.momentum, split.state.momentum) <= 1e-6
+    assert _relative(alone.state.carry, split.state.carry) <= 1e-6
+
+
+@needs_kernel
 def test_fused_step_is_deterministic_across_threads(monkeypatch):
     config = OPENConfig.small()
     params = _agent(jax.random.key(14), (300, 64))  # several chunks per tensor

@@ -200,7 +200,8 @@ def fused_step(
     key_pair: jax.Array,
     noise_flags: np.ndarray,
     actor_flags: np.ndarray,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    parts: bool = True,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None, jax.Array]:
     """One OPEN step by the fused kernel (before the zero-mean shift).
 
     Args:
@@ -213,12 +214,15 @@ def fused_step(
       key_pair: the noise's Threefry key words, ``(2,)`` uint32.
       noise_flags, actor_flags: per tensor (trace-time NumPy): whether the noise
         applies, whether the actor's meta-parameters apply.
+      parts: return the deterministic part and the noise apart; else their sum
+        alone (one array less to write and read back).
 
     Returns:
       ``(momentum, carry, deterministic, noise, total)``: the first four shaped as
       the state and ``(num_params,)`` (noise zero where it does not apply), and
       ``total`` the sum of ``deterministic + noise``, shape ``()`` (for the mean
-      shift, so no pass over the update is needed to find it).
+      shift, so no pass over the update is needed to find it). Without ``parts``:
+      ``(momentum, carry, deterministic + noise, None, total)``.
     """
     if config.separate_actor_critic:
         weights = jnp.stack(
@@ -240,7 +244,7 @@ def fused_step(
         jax.ShapeDtypeStruct(momentum.shape, f32),
         jax.ShapeDtypeStruct(carry.shape, f32),
         jax.ShapeDtypeStruct((num_params,), f32),
-        jax.ShapeDtypeStruct((num_params if config.noise else 1,), f32),
+        jax.ShapeDtypeStruct((num_params if config.noise and parts else 1,), f32),
         jax.ShapeDtypeStruct((), f32),
     )
     # Momenta and carry are updated in place where XLA can give up the inputs
@@ -269,10 +273,13 @@ def fused_step(
         hidden_size=np.int32(config.hidden_size),
         noise=bool(config.noise),
         use_dormancy=use_dormancy,
+        parts=bool(parts),
         step_mult=np.float32(config.step_mult),
         exp_mult=np.float32(config.exp_mult),
         threads=np.int32(_threads()),
     )
+    if not parts:
+        return momentum, carry, det, None, total
     if not config.noise:
         noise = jnp.zeros_like(det)
     return momentum, carry, det, noise, total

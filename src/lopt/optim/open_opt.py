@@ -75,9 +75,12 @@ class OPENState(NamedTuple):
 class OPENStep(NamedTuple):
     """One step of OPEN, before the zero-mean shift, as flat vectors."""
 
-    deterministic: jax.Array  # shape=(num_params,): 1e-3 * m * exp(1e-3 * e)
-    noise: jax.Array  # shape=(num_params,): mask * 1e-3 * delta * N(0, 1)
-    mean: jax.Array  # shape=(): the mean of deterministic + noise (the shift)
+    update: jax.Array  # shape=(num_params,): deterministic + noise
+    mean: jax.Array  # shape=(): the mean of update (the shift)
+    # shape=(num_params,): 1e-3 * m * exp(1e-3 * e), and mask * 1e-3 * delta *
+    # N(0, 1); None where open_step was asked for the update alone (parts=False)
+    deterministic: jax.Array | None
+    noise: jax.Array | None
     state: OPENState  # the state after this step
 
 
@@ -198,11 +201,15 @@ def open_step(
     actor_mask: Any = tree_paths.actor_mask,
     track_noise: bool = False,
     implementation: str | None = None,
+    parts: bool = True,
 ) -> OPENStep:
     """The deterministic and stochastic parts of one OPEN step (no mean shift).
 
-    Args: as :func:`open_optimizer` and its ``update``.
+    Args: as :func:`open_optimizer` and its ``update``; ``parts=False`` computes
+    the update alone (``deterministic`` and ``noise`` None; the fused kernel then
+    writes one array instead of two).
     """
+    parts = parts or track_noise
     mask = _element_mask(noise_mask, params)
     inputs = dict(
         key=key,
@@ -214,9 +221,11 @@ def open_step(
     )
     step_args = (meta_params, config, state, grads, params)
     reference = functools.partial(_reference_outputs, *step_args, mask=mask, **inputs)
+    if not parts:
+        reference = functools.partial(_sum_parts, reference)
     if fused.choose(implementation, config) == "fused":
         fused_outputs = functools.partial(
-            _fused_outputs, *step_args, noise_mask=noise_mask, **inputs
+            _fused_outputs, *step_args, noise_mask=noise_mask, parts=parts, **inputs
         )
         # The kernel is registered for CPU only; elsewhere the reference runs.
         momentum, carry, deterministic, noise, total = jax.lax.platform_dependent(
@@ -224,6 +233,7 @@ def open_step(
         )
     else:
         momentum, carry, deterministic, noise, total = reference()
+    update = deterministic + noise if parts else deterministic
     if track_noise:
         scale = jnp.sum(mask * jnp.abs(tree_paths.flatten(params).astype(jnp.float32)))
         noise_magnitude = jnp.sum(jnp.abs(noise)) / jnp.maximum(scale, 1e-12)
@@ -236,11 +246,19 @@ def open_step(
         noise_magnitude=noise_magnitude,
     )
     return OPENStep(
-        deterministic=deterministic,
+        update=update,
+        mean=total / update.size,
+        deterministic=deterministic if parts else None,
         noise=noise,
-        mean=total / deterministic.size,
         state=new_state,
     )
+
+
+def _sum_parts(outputs):
+    """``outputs()``'s deterministic part and noise as one update, as the fused
+    kernel gives them without parts: ``(momentum, carry, update, None, total)``."""
+    momentum, carry, deterministic, noise, total = outputs()
+    return momentum, carry, deterministic + noise, None, total
 
 
 def _fused_outputs(
@@ -257,8 +275,10 @@ def _fused_outputs(
     noise_mask,
     layer_props,
     actor_mask,
+    parts,
 ):
-    """``(momentum, carry, deterministic, noise, total)`` from the fused kernel."""
+    """``(momentum, carry, deterministic, noise, total)`` from the fused kernel
+    (without ``parts``: the update in place of the deterministic part, no noise)."""
     param_leaves = jax.tree.leaves(params)
     grad_leaves = jax.tree.leaves(grads)
     dormancy_leaves = jax.tree.leaves(dormancy)
@@ -286,6 +306,7 @@ def _fused_outputs(
         key_pair=key_pair(key),
         noise_flags=_per_tensor(noise_mask, params) > 0,
         actor_flags=_per_tensor(actor_mask, params) > 0,
+        parts=parts,
     )
 
 
@@ -414,8 +435,8 @@ def open_optimizer(
             actor_mask=actor_mask,
             track_noise=track_noise,
             implementation=implementation,
+            parts=False,  # the update alone (track_noise asks for the noise)
         )
-        u = step.deterministic + step.noise
-        return tree_paths.unflatten(-(u - step.mean), params), step.state
+        return tree_paths.unflatten(-(step.update - step.mean), params), step.state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

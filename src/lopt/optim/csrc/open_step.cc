@@ -306,7 +306,7 @@ struct Step {
   const int64_t* sizes;
   const int32_t* noise_flags;
   const int32_t* sets;
-  bool noise, use_dormancy;
+  bool noise, use_dormancy, parts;
   float step_mult, exp_mult;
   Layout layout;
   // inputs: gradient and parameter per tensor (each leaf its own buffer, batch
@@ -528,8 +528,9 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw, double* total
                                       : nullptr;
   const int64_t period = s.dormancy_periods[c.t];
   float* h_out = s.carry_out + c.b * G * P;
+  // the deterministic part and the noise apart (parts), or their sum in det_out
   float* det_out = s.det_out + c.b * P;
-  float* noise_out = s.noise ? s.noise_out + c.b * P : nullptr;
+  float* noise_out = s.noise && s.parts ? s.noise_out + c.b * P : nullptr;
   const bool noised = s.noise && s.noise_flags[c.t];
   const uint32_t k0 = s.keys[c.b * 2], k1 = s.keys[c.b * 2 + 1];
   const float* bias = tw + BIAS * G3;
@@ -592,14 +593,14 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw, double* total
     for (int k = 0; k < 3; ++k) out[k] = (out[k] + part[0][k]) + (part[1][k] + part[2][k]);
 
     vf det = rounded(s.step_mult * out[0]) * vexp(s.exp_mult * out[1]);
-    vstore_n(det_out + e, det, n);
     vf u = det;
-    if (noise_out) {
+    if (s.noise) {
       vf nz = noised ? rounded(s.step_mult * out[2]) * normal_draws(k0, k1, e)
                      : splat(0.0f);
-      vstore_n(noise_out + e, nz, n);
+      if (noise_out) vstore_n(noise_out + e, nz, n);
       u = det + nz;
     }
+    vstore_n(det_out + e, s.parts ? det : u, n);
     if (n < L)
       for (int l = n; l < L; ++l) u[l] = 0.0f;
     sum += u;
@@ -661,7 +662,8 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> momentum,
                         ffi::Span<const int32_t> noise_flags,
                         ffi::Span<const int32_t> sets, int32_t cell_features,
                         int32_t hidden_size, bool noise, bool use_dormancy,
-                        float step_mult, float exp_mult, int32_t threads) {
+                        bool parts, float step_mult, float exp_mult,
+                        int32_t threads) {
   Step s(cell_features, hidden_size);
   s.num_tensors = int64_t(sizes.size());
   if (int64_t(noise_flags.size()) != s.num_tensors ||
@@ -702,6 +704,8 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> momentum,
   }
   if (int64_t(carry.element_count()) != s.batch * G * P ||
       (use_dormancy && int64_t(dormancy.element_count()) != s.batch * s.dormancy_size) ||
+      int64_t(det_out->element_count()) != s.batch * P ||
+      (noise && parts && int64_t(noise_out->element_count()) != s.batch * P) ||
       int64_t(layer_props.element_count()) != s.batch * s.num_tensors ||
       int64_t(schedule.element_count()) != s.batch * 2 ||
       int64_t(keys.element_count()) != s.batch * 2 ||
@@ -713,6 +717,7 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> momentum,
   s.sets = sets.begin();
   s.noise = noise;
   s.use_dormancy = use_dormancy;
+  s.parts = parts;
   s.step_mult = step_mult;
   s.exp_mult = exp_mult;
   s.momentum = momentum.typed_data();
@@ -799,8 +804,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LoptOpenStep, OpenStepImpl,
                                   .RemainingArgs()  // gradients, then parameters
                                   .Ret<ffi::Buffer<ffi::F32>>()  // momentum
                                   .Ret<ffi::Buffer<ffi::F32>>()  // carry
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // det
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // noise
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // det, or the update
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // noise (with parts)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // total
                                   .Attr<ffi::Span<const int64_t>>("sizes")
                                   .Attr<ffi::Span<const int64_t>>("dormancy_periods")
@@ -810,6 +815,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LoptOpenStep, OpenStepImpl,
                                   .Attr<int32_t>("hidden_size")
                                   .Attr<bool>("noise")
                                   .Attr<bool>("use_dormancy")
+                                  .Attr<bool>("parts")
                                   .Attr<float>("step_mult")
                                   .Attr<float>("exp_mult")
                                   .Attr<int32_t>("threads"));
