@@ -5,8 +5,12 @@ The reference step (:func:`lopt.optim.open_opt.open_step`) builds the 19 feature
 and every activation of the recurrent cell and the MLP as full ``(num_params,)``
 arrays. The fused kernel (``csrc/open_step.cc``, built by ``pip install``) reads
 each parameter's gradient, value, momenta, carry and dormancy once and writes its
-momenta, carry, update and noise once, in two passes per tensor (the per-tensor
-RMS normalisation needs its sums of squares first). It also folds the
+momenta, carry and update (or the deterministic part and the noise apart) once, in
+two passes per tensor (the per-tensor RMS normalisation needs its sums of squares
+first). Gradients and parameters are read from their own leaves (no concatenated
+copy), each leaf's dormancy from a vector of its neurons (element j of a leaf
+reads entry j mod period), and the kernel also returns the update's sum, so the
+mean shift needs no pass of its own. It also folds the
 normalisation into the input kernel's rows and the tensor-constant features
 (``training_prop``, ``layer_prop``, ``batch_prop``) into the gates' bias, and
 tabulates the seven sign features' part of each gate by sign pattern, once per

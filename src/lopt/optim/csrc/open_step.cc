@@ -4,9 +4,12 @@
 //
 // For every agent parameter the step reads the gradient, the parameter, the six
 // momenta, the recurrent carry and the dormancy once, and writes the new momenta,
-// the new carry, the deterministic update and the noise once; the 19 features, the
-// GRU gates and the MLP's activations live in registers for one tile of 16
-// parameters. Two passes over each tensor:
+// the new carry and the update (the deterministic part and the noise apart, or
+// their sum) once; the 19 features, the GRU gates and the MLP's activations live in
+// registers for one tile of 16 parameters. Gradients and parameters come as one
+// buffer per tensor (the agent's leaves, uncopied), dormancy as one short vector
+// per tensor read with a period (a layer's neurons), and the update's sum comes
+// back too (for the mean shift). Two passes over each tensor:
 //
 //   1. momenta updated (written out) and the sums of squares of the 15 normalised
 //      channels accumulated per tensor (chunk partial sums in double, reduced in a
