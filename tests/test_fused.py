@@ -80,8 +80,10 @@ def _meta(config, key, scale=0.5):
     return unravel_meta_params(flat, config)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "implementation"))
-def _step(meta, state, grads, params, dormancy, key, *, config, implementation):
+@functools.partial(jax.jit, static_argnames=("config", "implementation", "parts"))
+def _step(
+    meta, state, grads, params, dormancy, key, *, config, implementation, parts=True
+):
     step = open_step(
         meta,
         config,
@@ -93,14 +95,19 @@ def _step(meta, state, grads, params, dormancy, key, *, config, implementation):
         batch_prop=2 / 3,
         dormancy=dormancy,
         implementation=implementation,
+        parts=parts,
     )
-    return {
-        "deterministic": step.deterministic,
-        "noise": step.noise,
+    outputs = {
+        "update": step.update,
         "momentum": step.state.momentum,
         "carry": step.state.carry,
         "mean": step.mean,
     }
+    if parts:
+        outputs.update(deterministic=step.deterministic, noise=step.noise)
+    else:
+        assert step.deterministic is None and step.noise is None
+    return outputs
 
 
 def _relative(ours, ref):
@@ -321,32 +328,15 @@ def test_update_alone_is_the_sum_of_the_parts(implementation):
     config = OPENConfig()
     params = _agent(jax.random.key(21), widths=(9, 33))
     state, grads, dormancy, key = _inputs(params, config, jax.random.key(22))
-    meta = _meta(config, jax.random.key(23))
-
-    @functools.partial(jax.jit, static_argnames="parts")
-    def step(parts):
-        return open_step(
-            meta,
-            config,
-            state,
-            grads,
-            params,
-            key=key,
-            training_prop=0.5,
-            batch_prop=0.0,
-            dormancy=dormancy,
-            implementation=implementation,
-            parts=parts,
-        )
-
-    alone, split = step(False), step(True)
-    assert alone.deterministic is None and alone.noise is None
-    assert np.count_nonzero(np.asarray(split.noise)) > 0
+    args = (_meta(config, jax.random.key(23)), state, grads, params, dormancy, key)
+    alone = _step(*args, config=config, implementation=implementation, parts=False)
+    split = _step(*args, config=config, implementation=implementation)
+    assert np.count_nonzero(np.asarray(split["noise"])) > 0
+    parts_sum = np.asarray(split["deterministic"]) + np.asarray(split["noise"])
+    assert _relative(split["update"], parts_sum) <= 1e-6
     # (XLA may fuse the reference's sum differently: equal up to rounding)
-    assert _relative(alone.update, split.deterministic + split.noise) <= 1e-6
-    assert _relative(alone.mean, split.mean) <= 1e-6
-    assert _relative(alone.state.momentum, split.state.momentum) <= 1e-6
-    assert _relative(alone.state.carry, split.state.carry) <= 1e-6
+    for name in alone:
+        assert _relative(alone[name], split[name]) <= 1e-6, name
 
 
 @needs_kernel
