@@ -84,6 +84,15 @@ class OPENStep(NamedTuple):
     state: OPENState  # the state after this step
 
 
+def _check_leaves(grad_leaves: list, param_leaves: list, dormancy_leaves: list):
+    """Raises ValueError unless grads, params and dormancy have as many leaves."""
+    if not len(grad_leaves) == len(param_leaves) == len(dormancy_leaves):
+        raise ValueError(
+            "grads, params and dormancy must have the same tree structure; got "
+            f"{len(grad_leaves)}, {len(param_leaves)} and {len(dormancy_leaves)} leaves"
+        )
+
+
 def _element_mask(mask: Any, params: Any) -> jax.Array:
     """1.0 on the elements of masked leaves, 0.0 elsewhere: shape (num_params,)."""
     return tree_paths.per_element(tree_paths.resolve(mask, params), params)
@@ -134,11 +143,7 @@ def open_inputs(
     grad_leaves = [g.astype(jnp.float32) for g in jax.tree.leaves(grads)]
     param_leaves = [p.astype(jnp.float32) for p in jax.tree.leaves(params)]
     dormancy_leaves = jax.tree.leaves(dormancy)
-    if not len(grad_leaves) == len(param_leaves) == len(dormancy_leaves):
-        raise ValueError(
-            "grads, params and dormancy must have the same tree structure; got "
-            f"{len(grad_leaves)}, {len(param_leaves)} and {len(dormancy_leaves)} leaves"
-        )
+    _check_leaves(grad_leaves, param_leaves, dormancy_leaves)
 
     # MOMENTUM, updated before the features so it includes this gradient
     momentum = update_momentum(momentum, tree_paths.flatten(grad_leaves))
@@ -282,11 +287,7 @@ def _fused_outputs(
     param_leaves = jax.tree.leaves(params)
     grad_leaves = jax.tree.leaves(grads)
     dormancy_leaves = jax.tree.leaves(dormancy)
-    if not len(grad_leaves) == len(param_leaves) == len(dormancy_leaves):
-        raise ValueError(
-            "grads, params and dormancy must have the same tree structure; got "
-            f"{len(grad_leaves)}, {len(param_leaves)} and {len(dormancy_leaves)} leaves"
-        )
+    _check_leaves(grad_leaves, param_leaves, dormancy_leaves)
     return fused.fused_step(
         meta_params,
         config,
