@@ -71,7 +71,16 @@ constexpr int64_t CHUNK = 2048;  // parameters per unit of parallel work
 
 // VECTOR MATHS -----------------------------------------------------------------
 
-inline vf splat(float s) { return vf{} + s; }
+// (vf{} + s would cost a scalar add, 0 + s not being s for s = -0, and a
+// broadcast from a register on the shuffle port, where a broadcast from memory
+// needs only a load)
+inline vf splat(float s) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_set1_ps(s);
+#else
+  return vf{} + s;
+#endif
+}
 inline vf vload(const float* p) {
   vf v;
   std::memcpy(&v, p, sizeof(v));
@@ -91,8 +100,22 @@ inline void vstore_n(float* p, vf v, int n) {
   vstore(tmp, v);
   std::memcpy(p, tmp, n * sizeof(float));
 }
-inline vf vmax(vf a, vf b) { return a > b ? a : b; }
-inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+// a > b ? a : b, and a < b ? a : b: b where either is NaN or both are zeros, as
+// maxps and minps (one instruction; GCC writes the ternary as compare and blend)
+inline vf vmax(vf a, vf b) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_max_ps((__m512)a, (__m512)b);
+#else
+  return a > b ? a : b;
+#endif
+}
+inline vf vmin(vf a, vf b) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_min_ps((__m512)a, (__m512)b);
+#else
+  return a < b ? a : b;
+#endif
+}
 inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
 inline vf vsign(vf x) {
   return x > 0.0f ? splat(1.0f) : (x < 0.0f ? splat(-1.0f) : splat(0.0f) * x);
@@ -194,24 +217,20 @@ inline vf vtanh(vf x) {
 #else
   vf c = vmin(vmax(x, splat(-7.90531110763549805f)), splat(7.90531110763549805f));
 #endif
-  vf x2 = c * c;
-  vf p = splat(-2.76076847742355e-16f);
+  // numerator and denominator interleaved: two independent chains side by side
+  const vf x2 = c * c;
+  vf p = splat(-2.76076847742355e-16f), q = splat(1.19825839466702e-06f);
   p = p * x2 + 2.00018790482477e-13f;
+  q = q * x2 + 1.18534705686654e-04f;
   p = p * x2 - 8.60467152213735e-11f;
+  q = q * x2 + 2.26843463243900e-03f;
   p = p * x2 + 5.12229709037114e-08f;
+  q = q * x2 + 4.89352518554385e-03f;
   p = p * x2 + 1.48572235717979e-05f;
   p = p * x2 + 6.37261928875436e-04f;
   p = p * x2 + 4.89352455891786e-03f;
-  p = p * c;
-  vf q = splat(1.19825839466702e-06f);
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  return p / q;
+  return (p * c) / q;
 }
-
-// The reference's sigmoid: 0.5 tanh(x / 2) + 0.5.
-inline vf vsigmoid(vf x) { return 0.5f * vtanh(0.5f * x) + 0.5f; }
 
 // erfinv on (-1, 1) (Giles 2010, single precision), w = -log1p(-x^2) as XLA.
 inline vf verfinv(vf x) {
@@ -227,8 +246,12 @@ inline vf verfinv(vf x) {
   p = 0.246640727f + p * lo;
   p = 1.50140941f + p * lo;
   vi tail = w >= 5.0f;
+#if defined(__AVX512F__)
+  const bool any_tail = _mm512_test_epi32_mask((__m512i)tail, (__m512i)tail) != 0;
+#else
   bool any_tail = false;
   for (int l = 0; l < L; ++l) any_tail |= tail[l] != 0;
+#endif
   if (!any_tail) return p * x;  // |x| < 0.9966 on every lane: the common case
   vf hi = vsqrt(w) - 3.0f;
   vf q = splat(-0.000200214257f);
@@ -264,8 +287,10 @@ inline vu threefry_word(uint32_t k0, uint32_t k1, vu x0) {
 
 // N(0, 1) draws for counters start .. start + L - 1 (lopt.optim.noise.normal).
 inline vf normal_draws(uint32_t k0, uint32_t k1, int64_t start) {
-  vu counter;
-  for (int l = 0; l < L; ++l) counter[l] = uint32_t(start + l);
+  // a broadcast plus the lane numbers (written lane by lane, GCC builds the
+  // vector with 16 dependent inserts: a third of the draw's time)
+  const vu lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const vu counter = uint32_t(start) + lanes;
   vu bits = threefry_word(k0, k1, counter);
   vf floats = (vf)((bits >> 9) | 0x3F800000u);
   const float lo = std::nextafter(-1.0f, 0.0f);
@@ -375,21 +400,25 @@ void stats_chunk(const Step& s, const Chunk& c, double* sums) {
 
 // Per tensor: the input kernel's rows scaled by 1/RMS, the tensor-constant
 // features folded into the bias, and the sign features' lookup tables. Layout of
-// the (TENSOR_ROWS, 3G) block, every row 3G wide:
+// the (tensor_rows(G), 3G) block, every row 3G wide:
 //   rows 0-15   table A: per gate o, 16 entries (one per sign pattern of m0..m3)
 //               of bias[o] + sum_j +-row_j[o], o-major (16 floats per gate);
 //   rows 16-31  table B: the same for (m4, m5, g), 8 entries repeated twice, no bias;
 //   rows 32-40  the other features' rows: parameter, log|m0..m5|, log|g|, dormancy
 //               (dormancy unscaled, as the reference does not normalise it);
 //   rows 41-47  the sign features' rows (sign m0..m5, sign g);
-//   row 48      the bias.
+//   row 48      the bias;
+//   rows 49-    the hidden kernel (G rows).
+// The r and z gates' columns (o < 2G) are halved throughout, so the GRU's
+// sigmoids get x / 2 without a multiply (halving is exact: the same floats).
 // The seven sign features are +-1 except where a momentum or the gradient is
 // exactly 0: a tile without such zeros looks their part of every gate up in the
 // tables (two permutes instead of seven multiply-adds); a tile with one uses the
 // rows.
 constexpr int REST_ROWS[8] = {0, 7, 8, 9, 10, 11, 12, 14};
 constexpr int SIGN_ROWS[7] = {1, 2, 3, 4, 5, 6, 13};
-constexpr int TABLE_B = 16, REST = 32, SIGNS = 41, BIAS = 48, TENSOR_ROWS = 49;
+constexpr int TABLE_B = 16, REST = 32, SIGNS = 41, BIAS = 48, HIDDEN = 49;
+inline int64_t tensor_rows(int G) { return HIDDEN + G; }
 
 void tensor_weights(const Step& s, int64_t b, int64_t t, const double* sums,
                     float* out) {
@@ -424,6 +453,15 @@ void tensor_weights(const Step& s, int64_t b, int64_t t, const double* sums,
       out[o * 16 + idx] = ta;
       out[TABLE_B * G3 + o * 16 + idx] = tb;
     }
+  }
+  for (int64_t i = 0; i < int64_t(ly.G) * G3; ++i) out[HIDDEN * G3 + i] = w[ly.wh + i];
+  // halve the r and z gates' columns: the rows' first 2G columns, and the tables'
+  // first 2G gates (16 entries each)
+  for (int r = REST; r < tensor_rows(ly.G); ++r)
+    for (int o = 0; o < 2 * ly.G; ++o) out[r * G3 + o] *= 0.5f;
+  for (int64_t i = 0; i < 2 * ly.G * 16; ++i) {
+    out[i] *= 0.5f;
+    out[TABLE_B * G3 + i] *= 0.5f;
   }
 }
 
@@ -468,6 +506,21 @@ inline void dense_norm_relu(const vf* x, const float* w, const float* b,
 #pragma GCC unroll 32
   for (int o = 0; o < H; ++o)
     y[o] = vmax(y[o] * (rs * scale[o]) + shift[o], splat(0.0f));
+}
+
+// The head's first NO outputs (of 3) in four partial sums each (three outputs
+// alone are too few independent chains to keep the multiply-adds busy).
+template <int NO, int H>
+inline void head(vf* out, const vf* a, const float* w, const float* b) {
+  constexpr int Q = H / 4;
+  vf part[3][NO] = {};
+#pragma GCC unroll 3
+  for (int k = 0; k < NO; ++k) out[k] = splat(b[k]);
+  matvec<NO, Q>(out, a, w, 3);
+#pragma GCC unroll 3
+  for (int j = 0; j < 3; ++j) matvec<NO, Q>(part[j], a + (j + 1) * Q, w + 3 * (j + 1) * Q, 3);
+#pragma GCC unroll 3
+  for (int k = 0; k < NO; ++k) out[k] = (out[k] + part[0][k]) + (part[1][k] + part[2][k]);
 }
 
 // gates[o] = bias[o] + the sign features' part: looked up in the tensor's tables
@@ -565,17 +618,28 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw, double* total
     } else {
       matvec<G3, 8>(gates, rest, tw + REST * G3, G3);
     }
-    matvec<2 * G, G>(gates, h, w + ly.wh, G3);
+    matvec<2 * G, G>(gates, h, tw + HIDDEN * G3, G3);
 #pragma GCC unroll 16
     for (int i = 0; i < G; ++i) gh_n[i] = splat(w[ly.bhn + i]);
-    matvec<G, G>(gh_n, h, w + ly.wh + 2 * G, G3);
+    matvec<G, G>(gh_n, h, tw + HIDDEN * G3 + 2 * G, G3);
+    // r and z: the reference's sigmoid, 0.5 tanh(x / 2) + 0.5, of gates that come
+    // halved (their weights are halved per tensor: exact). Every tanh of r and z
+    // first, then n's, each sigmoid's last step where it is used: the order GCC
+    // schedules best (llvm-mca: 5% fewer cycles a tile than one loop doing all).
+#pragma GCC unroll 32
+    for (int i = 0; i < 2 * G; ++i) gates[i] = vtanh(gates[i]);
     vf hn[G];
 #pragma GCC unroll 16
     for (int i = 0; i < G; ++i) {
-      vf r = vsigmoid(gates[i]);
-      vf z = vsigmoid(gates[G + i]);
-      vf cand = vtanh(gates[2 * G + i] + r * gh_n[i]);
-      hn[i] = (1.0f - z) * cand + z * h[i];
+      const vf r = 0.5f * gates[i] + 0.5f;
+      hn[i] = gates[2 * G + i] + r * gh_n[i];
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < G; ++i) hn[i] = vtanh(hn[i]);
+#pragma GCC unroll 16
+    for (int i = 0; i < G; ++i) {
+      const vf z = 0.5f * gates[G + i] + 0.5f;
+      hn[i] = (1.0f - z) * hn[i] + z * h[i];
       vstore_n(h_out + i * P + e, hn[i], n);
     }
 
@@ -583,17 +647,13 @@ void network_chunk(const Step& s, const Chunk& c, const float* tw, double* total
     vf a0[H], a1[H];
     dense_norm_relu<G, H>(hn, w + ly.w0, w + ly.b0, w + ly.s0, w + ly.c0, a0);
     dense_norm_relu<H, H>(a0, w + ly.w1, w + ly.b1, w + ly.s1, w + ly.c1, a1);
-    // the head in four partial sums per output (three outputs alone are too few
-    // independent chains to keep the multiply-adds busy)
-    vf out[3], part[3][3] = {};
-#pragma GCC unroll 3
-    for (int k = 0; k < 3; ++k) out[k] = splat(w[ly.b2 + k]);
-    constexpr int Q = H / 4;
-    matvec<3, Q>(out, a1, w + ly.w2, 3);
-#pragma GCC unroll 3
-    for (int j = 0; j < 3; ++j) matvec<3, Q>(part[j], a1 + (j + 1) * Q, w + ly.w2 + 3 * (j + 1) * Q, 3);
-#pragma GCC unroll 3
-    for (int k = 0; k < 3; ++k) out[k] = (out[k] + part[0][k]) + (part[1][k] + part[2][k]);
+    // the head's third output (the noise's scale) only where the noise applies
+    vf out[3];
+    if (noised) {
+      head<3, H>(out, a1, w + ly.w2, w + ly.b2);
+    } else {
+      head<2, H>(out, a1, w + ly.w2, w + ly.b2);
+    }
 
     vf det = rounded(s.step_mult * out[0]) * vexp(s.exp_mult * out[1]);
     vf u = det;
@@ -763,18 +823,19 @@ ffi::Error OpenStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> momentum,
     stats_chunk(s, chunks[i], &sums[i * NUM_NORMALISED]);
   });
 
-  // Reduction in chunk order, then the tensor's scaled rows.
+  // Per (batch element, tensor): the sums reduced in chunk order, then the
+  // tensor's scaled rows.
   const int64_t num_pairs = s.batch * s.num_tensors;
-  const int64_t tw_size = TENSOR_ROWS * 3 * G;
+  const int64_t tw_size = tensor_rows(G) * 3 * G;
   std::vector<float> tw(num_pairs * tw_size);
-  for (int64_t pair = 0; pair < num_pairs; ++pair) {
+  parallel_for(pool, workers, num_pairs, [&](int64_t pair) {
     double total[NUM_NORMALISED] = {};
     for (int64_t i = first_chunk[pair]; i < first_chunk[pair + 1]; ++i)
       for (int ch = 0; ch < NUM_NORMALISED; ++ch)
         total[ch] += sums[i * NUM_NORMALISED + ch];
     tensor_weights(s, pair / s.num_tensors, pair % s.num_tensors, total,
                    &tw[pair * tw_size]);
-  }
+  });
 
   std::vector<double> chunk_totals(num_chunks);
   parallel_for(pool, workers, num_chunks, [&](int64_t i) {
